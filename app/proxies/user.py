@@ -1,0 +1,104 @@
+"""UserServiceProxy: typed calls to user-service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Unpack
+
+from app.models.user import (
+    QuotaReservation,
+    User,
+    UserExists,
+    UserList,
+    UserProfile,
+    UserProfileUpdate,
+    UserStats,
+)
+from app.proxies.base import BaseServiceProxy, RequestOptions, with_idempotency_key
+from app.proxies.wire import path_segment
+
+__all__ = ["UserServiceProxy"]
+
+
+class UserServiceProxy(BaseServiceProxy):
+    """Client of user-service: users, profiles, quota and stats."""
+
+    service_name = "user-service"
+
+    async def get_user(self, user_id: str, **options: Unpack[RequestOptions]) -> User:
+        """Fetch one user by id."""
+        path = f"/users/{path_segment(user_id)}"
+        return await self.get(path, model=User, **options)
+
+    async def get_user_profile(
+        self, user_id: str, **options: Unpack[RequestOptions]
+    ) -> UserProfile:
+        """Fetch the profile of a user."""
+        path = f"/users/{path_segment(user_id)}/profile"
+        return await self.get(path, model=UserProfile, **options)
+
+    async def update_user_profile(
+        self,
+        user_id: str,
+        update: UserProfileUpdate | Mapping[str, Any],
+        **options: Unpack[RequestOptions],
+    ) -> UserProfile:
+        """Change the fields of a profile that ``update`` sets."""
+        body = UserProfileUpdate.model_validate(update)
+        path = f"/users/{path_segment(user_id)}/profile"
+        options = with_idempotency_key(options)
+        return await self.patch(path, body, model=UserProfile, **options)
+
+    async def reserve_interview_quota(
+        self, user_id: str, **options: Unpack[RequestOptions]
+    ) -> QuotaReservation:
+        """Reserve one interview of the user's quota.
+
+        One ``Idempotency-Key`` is sent on every attempt, so a retried call reserves
+        once. A user whose quota is used up gets ServiceClientError with status 409.
+        """
+        path = f"/users/{path_segment(user_id)}/quota/reservations"
+        options = with_idempotency_key(options)
+        return await self.post(path, model=QuotaReservation, **options)
+
+    async def release_quota(
+        self, user_id: str, reservation_id: str, **options: Unpack[RequestOptions]
+    ) -> None:
+        """Release a quota reservation."""
+        path = (
+            f"/users/{path_segment(user_id)}/quota/reservations/"
+            f"{path_segment(reservation_id)}"
+        )
+        options = with_idempotency_key(options)
+        await self.delete(path, **options)
+
+    async def get_user_stats(
+        self, user_id: str, **options: Unpack[RequestOptions]
+    ) -> UserStats:
+        """Fetch activity counters and quota use of a user."""
+        path = f"/users/{path_segment(user_id)}/stats"
+        return await self.get(path, model=UserStats, **options)
+
+    async def check_user_exists(
+        self, email: str, **options: Unpack[RequestOptions]
+    ) -> bool:
+        """Tell whether an account with this e-mail address exists."""
+        params = {"email": email}
+        result = await self.get(
+            "/users/exists", model=UserExists, params=params, **options
+        )
+        return result.exists
+
+    async def list_users(
+        self,
+        *,
+        page: int = 1,
+        limit: int = 20,
+        search: str | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> UserList:
+        """List users a page at a time, optionally filtered by a search string."""
+        params = {"page": str(page), "limit": str(limit)}
+        if search:
+            params["search"] = search
+        return await self.get("/users", model=UserList, params=params, **options)

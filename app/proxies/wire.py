@@ -1,0 +1,229 @@
+"""One attempt's wire steps: path segments, body reads, decoding, error mapping."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from app.proxies.errors import (
+    ServiceClientError,
+    ServiceConnectionError,
+    ServiceDecodeError,
+    ServiceIncompleteBodyError,
+    ServiceProxyError,
+    ServiceRedirectError,
+    ServiceResponseError,
+    ServiceServerError,
+    ServiceTimeoutError,
+)
+
+__all__ = [
+    "ERROR_BODY_LIMIT",
+    "MAX_SEGMENT_LENGTH",
+    "CallTarget",
+    "decode_body",
+    "encode_body",
+    "path_segment",
+    "read_body",
+    "status_error",
+    "translate_client_error",
+]
+
+# Bytes of an error body that are read and kept in ``details``.
+ERROR_BODY_LIMIT = 64 * 1024
+# Characters of error text kept in ``details`` when the body is not JSON.
+ERROR_TEXT_LIMIT = 1000
+# Characters accepted in one path parameter; longer ids are a caller's bug.
+MAX_SEGMENT_LENGTH = 512
+_VALIDATION_ERRORS_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CallTarget:
+    """Who is called and where, for error messages."""
+
+    service: str
+    method: str
+    path: str
+
+
+def path_segment(value: str | int) -> str:
+    """Percent-encode one path parameter so that it stays one path segment.
+
+    Raises:
+        ValueError: the value is empty, ``.`` or ``..``, or too long.
+    """
+    text = str(value)
+    if text in {"", ".", ".."}:
+        message = f"path parameter must be a non-empty id, got {text!r}"
+        raise ValueError(message)
+    if len(text) > MAX_SEGMENT_LENGTH:
+        message = (
+            f"path parameter has {len(text)} characters, "
+            f"at most {MAX_SEGMENT_LENGTH} are accepted"
+        )
+        raise ValueError(message)
+    return quote(text, safe="")
+
+
+def encode_body(body: Any) -> bytes | None:
+    """Serialize a request body to JSON bytes; models use their camelCase aliases."""
+    if body is None:
+        return None
+    if isinstance(body, BaseModel):
+        return body.model_dump_json(by_alias=True, exclude_unset=True).encode()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def read_body(
+    target: CallTarget, response: aiohttp.ClientResponse, limit: int
+) -> bytes:
+    """Read a body of at most ``limit`` bytes, or raise without reading it whole.
+
+    An error response (status >= 400) keeps only its first ERROR_BODY_LIMIT bytes
+    instead of failing, so that the status still reaches the caller.
+
+    Raises:
+        ServiceDecodeError: the body is larger than ``limit``.
+    """
+    if response.status >= 400:
+        return await _read_prefix(response.content, min(limit, ERROR_BODY_LIMIT))
+    length = response.content_length
+    if length is not None and length <= limit:
+        return await response.read()
+    if length is None:
+        body = await _read_prefix(response.content, limit + 1)
+        if len(body) <= limit:
+            return body
+        details = f"response body exceeds the limit of {limit} bytes"
+    else:
+        details = f"response body of {length} bytes exceeds the limit of {limit} bytes"
+    raise ServiceDecodeError(
+        target.service,
+        response.status,
+        details,
+        method=target.method,
+        path=target.path,
+    )
+
+
+async def _read_prefix(content: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(target: CallTarget, status: int, body: bytes, model: Any | None) -> Any:
+    """Decode a 2xx body as JSON, validated into ``model`` when one is given."""
+    if status == 204 or not body:
+        return _validate(target, status, None, model) if model is not None else None
+    if model is not None:
+        try:
+            return _adapter(model).validate_json(body)
+        except ValidationError as exc:
+            raise _schema_error(target, status, exc) from exc
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        details = f"response body is not valid JSON: {_snippet(body)}"
+        raise ServiceDecodeError(
+            target.service, status, details, method=target.method, path=target.path
+        ) from exc
+
+
+def _validate(target: CallTarget, status: int, value: Any, model: Any) -> Any:
+    try:
+        return _adapter(model).validate_python(value)
+    except ValidationError as exc:
+        raise _schema_error(target, status, exc) from exc
+
+
+@lru_cache(maxsize=256)
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+def _schema_error(
+    target: CallTarget, status: int, exc: ValidationError
+) -> ServiceDecodeError:
+    # The input values are left out: they may hold personal data.
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors(include_input=False)[:_VALIDATION_ERRORS_SHOWN]
+    ]
+    details = {
+        "message": "response body does not match the expected schema",
+        "errors": problems,
+        "errorCount": exc.error_count(),
+    }
+    return ServiceDecodeError(
+        target.service, status, details, method=target.method, path=target.path
+    )
+
+
+def status_error(target: CallTarget, status: int, body: bytes) -> ServiceResponseError:
+    """Build the error for a response with a status of 300 or more."""
+    details = _error_details(body)
+    error_class: type[ServiceResponseError]
+    if status >= 500:
+        error_class = ServiceServerError
+    elif status >= 400:
+        error_class = ServiceClientError
+    else:
+        error_class = ServiceRedirectError
+    return error_class(
+        target.service, status, details, method=target.method, path=target.path
+    )
+
+
+def _error_details(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return _snippet(body)
+    return decoded if isinstance(decoded, dict | list) else _snippet(body)
+
+
+def _snippet(body: bytes) -> str:
+    text = body[: ERROR_TEXT_LIMIT * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_TEXT_LIMIT else text[:ERROR_TEXT_LIMIT] + "…"
+
+
+def translate_client_error(target: CallTarget, exc: BaseException) -> ServiceProxyError:
+    """Map an aiohttp, socket or timeout error of one attempt to the closest error."""
+    service, method, path = target.service, target.method, target.path
+    if isinstance(exc, TimeoutError):
+        details = "the attempt timed out"
+        return ServiceTimeoutError(service, None, details, method=method, path=path)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        details = f"response body was incomplete: {_describe(exc)}"
+        return ServiceIncompleteBodyError(
+            service, None, details, method=method, path=path
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        details = f"could not connect: {_describe(exc)}"
+        return ServiceConnectionError(
+            service, None, details, method=method, path=path, request_sent=False
+        )
+    details = f"connection failed: {_describe(exc)}"
+    return ServiceConnectionError(service, None, details, method=method, path=path)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:ERROR_TEXT_LIMIT]
