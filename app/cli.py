@@ -1,0 +1,195 @@
+"""Command-line interface: serve the gateway, run the sandbox, print a dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from dependency_injector import providers
+from loguru import logger
+
+from app.containers import Container, resolve, running_container
+from app.gateway.app import create_app
+from app.logs import configure_logging
+from app.proxies.errors import ServiceProxyError
+from app.sandbox import run_sandbox, seeded_user_ids
+from app.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+DEFAULT_USER_PORT = 3003
+DEFAULT_INTERVIEW_PORT = 3004
+LOOPBACK = "127.0.0.1"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(args.handler(args))
+    except ValueError as exc:
+        # Invalid settings or arguments: one clear line, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Service proxies: the dashboard gateway and its sandbox.",
+    )
+    parser.add_argument(
+        "--log-level",
+        help="minimum log level: DEBUG, INFO, WARNING or ERROR "
+        "(default: the LOG_LEVEL variable, else INFO)",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the dashboard gateway")
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 3000)")
+    serve.set_defaults(handler=_serve)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="run the sandbox user-service and interview-service"
+    )
+    _add_sandbox_arguments(sandbox)
+    sandbox.set_defaults(handler=_sandbox)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="print one user's dashboard as JSON"
+    )
+    dashboard.add_argument("user_id", metavar="USER_ID", help="id of the user")
+    dashboard.set_defaults(handler=_dashboard)
+
+    demo = commands.add_parser(
+        "demo", help="run the sandbox and the gateway together in one process"
+    )
+    _add_sandbox_arguments(demo)
+    demo.add_argument(
+        "--port", type=int, help="port of the gateway (default: from settings, 3000)"
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--user-port",
+        type=int,
+        default=DEFAULT_USER_PORT,
+        help=f"port of user-service (default: {DEFAULT_USER_PORT})",
+    )
+    parser.add_argument(
+        "--interview-port",
+        type=int,
+        default=DEFAULT_INTERVIEW_PORT,
+        help=f"port of interview-service (default: {DEFAULT_INTERVIEW_PORT})",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds by which every sandbox response is delayed (default: 0)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    host = args.host or settings.gateway.host
+    port = settings.gateway.port if args.port is None else args.port
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    # run_app handles SIGINT and SIGTERM and runs the app's cleanup on both.
+    web.run_app(create_app(container), host=host, port=port, print=None)
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        stop = _stop_on_signals()
+        await run_sandbox(
+            host=LOOPBACK,
+            user_port=args.user_port,
+            interview_port=args.interview_port,
+            latency_ms=args.latency_ms,
+            stop=stop,
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    return asyncio.run(_print_dashboard(settings, args.user_id))
+
+
+async def _print_dashboard(settings: Settings, user_id: str) -> int:
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    async with running_container(container):
+        aggregator = await resolve(container.dashboard_aggregator)
+        try:
+            dashboard = await aggregator.get_user_dashboard(user_id)
+        except ServiceProxyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(dashboard.model_dump_json(indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    base = load_settings()
+    settings = load_settings(
+        user_service={"url": f"http://{LOOPBACK}:{args.user_port}"},
+        interview_service={"url": f"http://{LOOPBACK}:{args.interview_port}"},
+    )
+    port = base.gateway.port if args.port is None else args.port
+    asyncio.run(_run_demo(settings, args, port))
+    return 0
+
+
+async def _run_demo(settings: Settings, args: argparse.Namespace, port: int) -> None:
+    stop = _stop_on_signals()
+    sandbox = asyncio.create_task(
+        run_sandbox(
+            host=LOOPBACK,
+            user_port=args.user_port,
+            interview_port=args.interview_port,
+            latency_ms=args.latency_ms,
+            stop=stop,
+        )
+    )
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    runner = web.AppRunner(create_app(container))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.gateway.host, port).start()
+        user_id = seeded_user_ids()[0]
+        url = f"http://{settings.gateway.host}:{port}/api/dashboard/{user_id}"
+        logger.info("gateway listening; try: curl {url}", url=url)
+        print(f"Dashboard of a seeded user: {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    finally:
+        stop.set()
+        await runner.cleanup()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sandbox
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

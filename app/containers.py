@@ -1,0 +1,104 @@
+"""The dependency-injection container of the proxies, the aggregator and metrics."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
+
+from app.aggregators.dashboard import DashboardAggregator
+from app.http import open_http_session
+from app.metrics import ProxyMetrics
+from app.proxies.interview import InterviewServiceProxy
+from app.proxies.user import UserServiceProxy
+from app.settings import load_settings
+
+__all__ = [
+    "Container",
+    "init_resources",
+    "resolve",
+    "running_container",
+    "shutdown_resources",
+]
+
+T = TypeVar("T")
+ContainerT = TypeVar("ContainerT", bound=containers.Container)
+
+
+class Container(containers.DeclarativeContainer):
+    """Wires settings, one client session, a metrics registry and the proxies.
+
+    The session is an async resource, so the providers that need it return
+    awaitables. ``running_container`` opens the resources inside the running event
+    loop and closes them at the end, and ``resolve`` awaits a provider's value::
+
+        async with running_container(Container()) as container:
+            users = await resolve(container.user_service)
+    """
+
+    settings = providers.Singleton(load_settings)
+
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    metrics = providers.Singleton(ProxyMetrics, registry=metrics_registry)
+
+    http_session = providers.Resource(open_http_session, settings=settings)
+
+    user_service = providers.Singleton(
+        UserServiceProxy,
+        session=http_session,
+        settings=settings.provided.user_service,
+        metrics=metrics,
+    )
+    interview_service = providers.Singleton(
+        InterviewServiceProxy,
+        session=http_session,
+        settings=settings.provided.interview_service,
+        metrics=metrics,
+    )
+
+    dashboard_aggregator = providers.Singleton(
+        DashboardAggregator,
+        user_service=user_service,
+        interview_service=interview_service,
+    )
+
+
+async def resolve(provider: providers.Provider[T]) -> T:
+    """Return a provider's value, awaiting it when the provider is async.
+
+    An override with ``providers.Object`` gives a plain value, the real provider an
+    awaitable, so callers need not know which one is in place.
+    """
+    value: Any = provider()
+    if inspect.isawaitable(value):
+        value = await value
+    return value  # type: ignore[no-any-return]
+
+
+async def init_resources(container: containers.Container) -> None:
+    """Open the container's resources, such as the client session."""
+    await _await_if_needed(container.init_resources())
+
+
+async def shutdown_resources(container: containers.Container) -> None:
+    """Close the container's resources; calls made afterwards raise errors."""
+    await _await_if_needed(container.shutdown_resources())
+
+
+@asynccontextmanager
+async def running_container(container: ContainerT) -> AsyncIterator[ContainerT]:
+    """Open the container's resources for the ``async with`` block."""
+    await init_resources(container)
+    try:
+        yield container
+    finally:
+        await shutdown_resources(container)
+
+
+async def _await_if_needed(result: object) -> None:
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,52 @@
+"""The gateway web application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from app.containers import Container, init_resources, resolve, shutdown_resources
+from app.gateway.errors import error_middleware
+from app.gateway.handlers import (
+    STATE_KEY,
+    GatewayState,
+    get_dashboard,
+    live,
+    ready,
+)
+
+__all__ = ["CONTAINER_KEY", "create_app"]
+
+CONTAINER_KEY = web.AppKey("container", Container)
+
+
+def create_app(container: Container | None = None) -> web.Application:
+    """Build the gateway around a container; a new one is made when none is given.
+
+    The container's resources open when the app starts and close when it stops.
+    """
+    container = container if container is not None else Container()
+    app = web.Application(middlewares=[error_middleware])
+    app[CONTAINER_KEY] = container
+    app[STATE_KEY] = GatewayState()
+    app.cleanup_ctx.append(_container_resources)
+    app.router.add_get("/api/dashboard/{user_id}", get_dashboard)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", make_aiohttp_handler(container.metrics_registry()))
+    return app
+
+
+async def _container_resources(app: web.Application) -> AsyncIterator[None]:
+    container = app[CONTAINER_KEY]
+    await init_resources(container)
+    state = app[STATE_KEY]
+    state.aggregator = await resolve(container.dashboard_aggregator)
+    state.ready = True
+    try:
+        yield
+    finally:
+        state.ready = False
+        await shutdown_resources(container)

@@ -1,0 +1,74 @@
+"""JSON error responses of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from loguru import logger
+
+from app.proxies.errors import (
+    ServiceClientError,
+    ServiceProxyError,
+    ServiceRequestError,
+    ServiceServerError,
+    ServiceTimeoutError,
+)
+
+__all__ = ["error_middleware", "json_error", "upstream_error_response"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, code: str, message: str, **fields: str) -> web.Response:
+    """Build a JSON error response: ``{"error": code, "message": ..., **fields}``."""
+    body = {"error": code, "message": message, **fields}
+    return web.json_response(body, status=status)
+
+
+def upstream_error_response(exc: ServiceProxyError) -> web.Response:
+    """Map a failed upstream call to the gateway's status and JSON body.
+
+    404 from an upstream stays 404; an unreachable upstream gives 503, a timed-out
+    one 504, and any other upstream failure 502. The upstream's raw body is never
+    passed on.
+    """
+    service = exc.service_name
+    fields = {"service": service, "kind": exc.kind.value}
+    if isinstance(exc, ServiceClientError) and exc.status_code == 404:
+        return json_error(404, "not_found", f"not found in {service}", **fields)
+    if isinstance(exc, ServiceTimeoutError):
+        message = f"{service} did not answer in time"
+        return json_error(504, "upstream_timeout", message, **fields)
+    unavailable = isinstance(exc, ServiceRequestError) or (
+        isinstance(exc, ServiceServerError) and exc.status_code == 503
+    )
+    if unavailable:
+        message = f"{service} is unavailable"
+        return json_error(503, "upstream_unavailable", message, **fields)
+    message = f"{service} failed to answer the request"
+    return json_error(502, "upstream_error", message, **fields)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Turn every error into a JSON response, never a stack trace."""
+    try:
+        return await handler(request)
+    except ServiceProxyError as exc:
+        return upstream_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return json_error(exc.status, code, exc.reason)
+    except Exception:
+        # Logged with its traceback here, where it is handled, and nowhere else.
+        logger.exception(
+            "unhandled error in {method} {path}",
+            method=request.method,
+            path=request.path,
+        )
+        return json_error(500, "internal_error", "internal server error")
