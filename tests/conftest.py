@@ -1,0 +1,64 @@
+"""Shared fixtures: metrics registries, client sessions, proxies and upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.metrics import ProxyMetrics
+from app.proxies import BaseServiceProxy, UserServiceProxy
+from tests.helpers import Sandbox, run_sandbox_apps, service_settings
+from tests.upstream import ScriptedUpstream
+
+ProxyFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """Give each test a metrics registry of its own."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> ProxyMetrics:
+    """Define the proxy metrics on the test's registry."""
+    return ProxyMetrics(registry)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Open a client session that is closed when the test ends."""
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[ScriptedUpstream]:
+    """Start a scripted upstream on a free loopback port."""
+    async with ScriptedUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def make_proxy(session: aiohttp.ClientSession, metrics: ProxyMetrics) -> ProxyFactory:
+    """Build proxies on the test's session and metrics, with shrunken retry waits."""
+
+    def build(
+        url: str,
+        proxy_class: type[BaseServiceProxy] = UserServiceProxy,
+        **overrides: Any,
+    ) -> Any:
+        return proxy_class(session, service_settings(url, **overrides), metrics)
+
+    return build
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """Serve fresh sandbox services with seeded data on free loopback ports."""
+    async with run_sandbox_apps() as running:
+        yield running

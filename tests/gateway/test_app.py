@@ -1,0 +1,236 @@
+"""The gateway app over real HTTP, with the sandbox or with overrides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from unittest.mock import AsyncMock
+
+import aiohttp
+import pytest
+from dependency_injector import providers
+
+from app.aggregators import DashboardAggregator
+from app.containers import Container
+from app.gateway import create_app
+from app.models import Dashboard
+from app.proxies import ServiceConnectionError, ServiceTimeoutError
+from app.settings import Settings
+from tests.helpers import Sandbox, serve_app, service_settings
+from tests.upstream import ScriptedUpstream, closed_port_url
+
+DASHBOARD_JSON: dict[str, Any] = {
+    "user": {
+        "id": "7",
+        "email": "grace@example.com",
+        "firstName": "Grace",
+        "lastName": "Hopper",
+        "role": "recruiter",
+        "isActive": True,
+        "createdAt": "2026-01-01T00:00:00Z",
+    },
+    "interviews": [],
+    "stats": {
+        "userId": "7",
+        "interviewsCreated": 0,
+        "candidatesInvited": 0,
+        "quotaLimit": 5,
+        "quotaUsed": 0,
+        "lastActiveAt": None,
+    },
+}
+
+
+@asynccontextmanager
+async def gateway(container: Container) -> AsyncIterator[aiohttp.ClientSession]:
+    """Serve the gateway on loopback and yield a session aimed at it."""
+    async with (
+        serve_app(create_app(container)) as url,
+        aiohttp.ClientSession(base_url=url) as client,
+    ):
+        yield client
+
+
+def container_for(settings: Settings) -> Container:
+    """Build a container with the given settings."""
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    return container
+
+
+async def get_json(client: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+    """GET a path and return the status and the decoded JSON body."""
+    async with client.get(path) as response:
+        return response.status, await response.json()
+
+
+class TestDashboardRoute:
+    """GET /api/dashboard/{user_id} against the sandbox."""
+
+    async def test_seeded_user_gives_200(self, sandbox: Sandbox) -> None:
+        """A seeded user's dashboard is served as camelCase JSON."""
+        async with gateway(container_for(sandbox.settings())) as client:
+            status, body = await get_json(client, "/api/dashboard/1")
+
+        assert status == 200
+        assert body["user"]["id"] == "1"
+        assert "firstName" in body["user"]
+        assert len(body["interviews"]) <= 10
+        assert body["stats"]["userId"] == "1"
+
+    async def test_unknown_user_gives_404_json(self, sandbox: Sandbox) -> None:
+        """An unknown user answers 404 with a JSON error naming user-service."""
+        async with gateway(container_for(sandbox.settings())) as client:
+            status, body = await get_json(client, "/api/dashboard/999999")
+
+        assert status == 404
+        assert body["error"] == "not_found"
+        assert body["service"] == "user-service"
+
+    async def test_closed_user_service_gives_503(self, sandbox: Sandbox) -> None:
+        """With user-service on a closed port the gateway answers 503 JSON."""
+        settings = Settings(
+            user_service=service_settings(closed_port_url(), retries=2),
+            interview_service=service_settings(sandbox.interview_url),
+        )
+        container = container_for(settings)
+        async with gateway(container) as client:
+            status, body = await get_json(client, "/api/dashboard/1")
+            metrics_text = await (await client.get("/metrics")).text()
+
+        assert status == 503
+        assert body["service"] == "user-service"
+        assert body["kind"] == "connection"
+        assert 'service_retries_total{method="GET",service="user-service"} 4.0' in (
+            metrics_text
+        )
+
+    async def test_metrics_after_dashboard(self, sandbox: Sandbox) -> None:
+        """/metrics shows calls and duration buckets of both services."""
+        async with gateway(container_for(sandbox.settings())) as client:
+            await get_json(client, "/api/dashboard/1")
+            async with client.get("/metrics") as response:
+                text = await response.text()
+
+        for service in ("user-service", "interview-service"):
+            calls = (
+                f'service_calls_total{{method="GET",service="{service}",'
+                f'status="success"}}'
+            )
+            bucket = (
+                f'service_call_duration_milliseconds_bucket{{le="+Inf",'
+                f'method="GET",service="{service}"}}'
+            )
+            assert calls in text
+            assert bucket in text
+
+
+class TestErrorMapping:
+    """Upstream failures and bad input become JSON errors."""
+
+    @pytest.mark.parametrize(
+        ("error", "status", "code"),
+        [
+            (
+                ServiceConnectionError("user-service", None, "refused"),
+                503,
+                "upstream_unavailable",
+            ),
+            (
+                ServiceTimeoutError("interview-service", None, "slow"),
+                504,
+                "upstream_timeout",
+            ),
+        ],
+    )
+    async def test_upstream_failure_status(
+        self, error: Exception, status: int, code: str
+    ) -> None:
+        """Each kind of upstream failure gets its own status and error code."""
+        container = Container()
+        fake = AsyncMock(spec=DashboardAggregator)
+        fake.get_user_dashboard.side_effect = error
+        container.dashboard_aggregator.override(providers.Object(fake))
+
+        async with gateway(container) as client:
+            got_status, body = await get_json(client, "/api/dashboard/1")
+
+        assert got_status == status
+        assert body["error"] == code
+
+    async def test_fake_aggregator_through_override(self) -> None:
+        """A handler serves whatever the overridden aggregator returns."""
+        container = Container()
+        fake = AsyncMock(spec=DashboardAggregator)
+        fake.get_user_dashboard.return_value = Dashboard.model_validate(DASHBOARD_JSON)
+        container.dashboard_aggregator.override(providers.Object(fake))
+
+        async with gateway(container) as client:
+            status, body = await get_json(client, "/api/dashboard/7")
+
+        assert status == 200
+        assert body == DASHBOARD_JSON
+        fake.get_user_dashboard.assert_awaited_once_with("7")
+
+    @pytest.mark.parametrize("user_id", ["..%2Fadmin", "a" * 1000, "a%20b", "%00"])
+    async def test_invalid_user_id_gives_400(
+        self, upstream: ScriptedUpstream, user_id: str
+    ) -> None:
+        """Ids outside the allowed characters are rejected before any upstream call."""
+        settings = Settings(
+            user_service=service_settings(upstream.url),
+            interview_service=service_settings(upstream.url),
+        )
+        async with gateway(container_for(settings)) as client:
+            status, body = await get_json(client, f"/api/dashboard/{user_id}")
+
+        assert status == 400
+        assert body["error"] == "invalid_user_id"
+        assert upstream.hits == 0
+
+    async def test_unknown_route_gives_404_json(self) -> None:
+        """A route that does not exist answers JSON, not HTML."""
+        async with gateway(Container()) as client:
+            status, body = await get_json(client, "/nope")
+
+        assert status == 404
+        assert body["error"] == "not_found"
+
+    async def test_unexpected_error_gives_500_without_trace(self) -> None:
+        """A bug in a handler answers 500 JSON with no traceback."""
+        container = Container()
+        fake = AsyncMock(spec=DashboardAggregator)
+        fake.get_user_dashboard.side_effect = KeyError("secret internals")
+        container.dashboard_aggregator.override(providers.Object(fake))
+
+        async with (
+            gateway(container) as client,
+            client.get("/api/dashboard/1") as response,
+        ):
+            text = await response.text()
+            status = response.status
+
+        assert status == 500
+        assert "Traceback" not in text
+        assert "secret internals" not in text
+
+
+class TestHealth:
+    """Liveness and readiness."""
+
+    async def test_live(self) -> None:
+        """/health/live answers 200 while the process runs."""
+        async with gateway(Container()) as client:
+            status, body = await get_json(client, "/health/live")
+
+        assert status == 200
+        assert body == {"status": "alive"}
+
+    async def test_ready(self) -> None:
+        """/health/ready answers 200 once the resources are open."""
+        async with gateway(Container()) as client:
+            status, body = await get_json(client, "/health/ready")
+
+        assert status == 200
+        assert body == {"status": "ready"}

@@ -1,0 +1,165 @@
+"""Settings from config.yml, .env and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import CONFIG_FILE_VARIABLE, load_settings
+
+YAML = """\
+user_service:
+  url: http://127.0.0.1:7003/
+  timeout: 7.5
+  retries: 5
+interview_service:
+  url: http://127.0.0.1:7004
+  backoff_max: 3.0
+gateway:
+  port: 7000
+"""
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder with a config file and no service variables."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.yml"
+    config.write_text(YAML)
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+    for name in ("USER_SERVICE_URL", "INTERVIEW_SERVICE_URL", "USER_SERVICE_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+class TestSources:
+    """Which source wins for each field."""
+
+    def test_yaml_values_are_loaded(self, config_dir: Path) -> None:
+        """Values in the YAML file reach the settings."""
+        settings = load_settings()
+
+        assert settings.user_service.timeout == 7.5
+        assert settings.user_service.retries == 5
+        assert settings.interview_service.backoff_max == 3.0
+        assert settings.gateway.port == 7000
+
+    def test_environment_beats_yaml_field_by_field(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An environment variable replaces one YAML field and keeps the others."""
+        monkeypatch.setenv("USER_SERVICE_URL", "http://127.0.0.1:8003")
+
+        settings = load_settings()
+
+        assert settings.user_service.url == "http://127.0.0.1:8003"
+        assert settings.user_service.timeout == 7.5
+        assert settings.user_service.retries == 5
+
+    def test_multi_word_field_from_environment(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """USER_SERVICE_BACKOFF_MAX reaches the backoff_max field."""
+        monkeypatch.setenv("USER_SERVICE_BACKOFF_MAX", "2.5")
+
+        assert load_settings().user_service.backoff_max == 2.5
+
+    def test_dotenv_file_is_read(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A .env file in the working folder overrides YAML."""
+        (config_dir / ".env").write_text("INTERVIEW_SERVICE_TIMEOUT=9\n")
+
+        assert load_settings().interview_service.timeout == 9.0
+
+    def test_environment_beats_dotenv(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A real environment variable wins over the same one in .env."""
+        (config_dir / ".env").write_text("INTERVIEW_SERVICE_TIMEOUT=9\n")
+        monkeypatch.setenv("INTERVIEW_SERVICE_TIMEOUT", "4")
+
+        assert load_settings().interview_service.timeout == 4.0
+
+    def test_unrelated_user_variable_changes_nothing(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The shell's USER variable is not read as a setting."""
+        before = load_settings()
+        monkeypatch.setenv("USER", "root")
+        monkeypatch.setenv("SERVICE", "x")
+
+        assert load_settings() == before
+
+    def test_defaults_without_yaml(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no file and no variables the documented defaults apply."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(tmp_path / "missing.yml"))
+        monkeypatch.delenv("USER_SERVICE_URL", raising=False)
+        monkeypatch.delenv("INTERVIEW_SERVICE_URL", raising=False)
+
+        settings = load_settings()
+
+        assert settings.user_service.url == "http://localhost:3003"
+        assert settings.interview_service.url == "http://localhost:3004"
+        assert settings.user_service.timeout == 5.0
+        assert settings.user_service.retries == 3
+        assert settings.user_service.backoff_initial == 1.0
+        assert settings.user_service.backoff_max == 10.0
+
+    def test_section_without_url_keeps_default_url(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A YAML section that sets only a timeout keeps the default URL."""
+        monkeypatch.chdir(tmp_path)
+        config = tmp_path / "config.yml"
+        config.write_text("user_service:\n  timeout: 2\n")
+        monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+        monkeypatch.delenv("USER_SERVICE_URL", raising=False)
+
+        settings = load_settings()
+
+        assert settings.user_service.url == "http://localhost:3003"
+        assert settings.user_service.timeout == 2.0
+
+    def test_trailing_slash_is_removed(self, config_dir: Path) -> None:
+        """The base URL is stored without a trailing slash."""
+        assert load_settings().user_service.url == "http://127.0.0.1:7003"
+
+
+class TestInvalidValues:
+    """Start-up fails with the setting's name."""
+
+    @pytest.mark.parametrize(
+        "url",
+        ["", "   ", "not a url", "ftp://127.0.0.1/", "http://", "http://h/?q=1"],
+    )
+    def test_bad_url_names_the_variable(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch, url: str
+    ) -> None:
+        """An empty or malformed URL raises ValueError naming USER_SERVICE_URL."""
+        monkeypatch.setenv("USER_SERVICE_URL", url)
+
+        with pytest.raises(ValueError, match="USER_SERVICE_URL"):
+            load_settings()
+
+    def test_negative_retries_names_the_variable(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A negative retry count is rejected at start-up."""
+        monkeypatch.setenv("INTERVIEW_SERVICE_RETRIES", "-1")
+
+        with pytest.raises(ValueError, match="INTERVIEW_SERVICE_RETRIES"):
+            load_settings()
+
+    def test_malformed_yaml_fails(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A YAML value of the wrong type names its field."""
+        (config_dir / "config.yml").write_text("user_service:\n  timeout: soon\n")
+
+        with pytest.raises(ValueError, match=r"user_service\.timeout"):
+            load_settings()
