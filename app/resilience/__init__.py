@@ -1,0 +1,1 @@
+"""Resilience policies: breaker, retry budget, bulkhead, deadlines, read cache."""

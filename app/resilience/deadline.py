@@ -1,0 +1,63 @@
+"""Call deadlines that flow through a task and its children as a context variable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+__all__ = [
+    "DEADLINE_HEADER",
+    "current_deadline",
+    "deadline_scope",
+    "parse_deadline_header",
+]
+
+# Milliseconds the caller will still wait, relative so that clocks need not agree.
+DEADLINE_HEADER = "X-Request-Deadline-Ms"
+
+# Absolute time.monotonic() value by which every proxy call must end.
+_deadline: ContextVar[float | None] = ContextVar("service_call_deadline", default=None)
+
+
+def current_deadline() -> float | None:
+    """Return the deadline of the current context, as a time.monotonic() value."""
+    return _deadline.get()
+
+
+@contextmanager
+def deadline_scope(seconds: float) -> Iterator[float]:
+    """Make every proxy call in the block end within ``seconds`` from now.
+
+    A nested scope can only shorten the deadline, never extend it. Tasks created
+    inside the block inherit it, so one scope covers an ``asyncio.gather`` fan-out.
+    """
+    if seconds < 0:
+        message = f"deadline must be 0 seconds or more, got {seconds}"
+        raise ValueError(message)
+    proposed = time.monotonic() + seconds
+    outer = _deadline.get()
+    effective = proposed if outer is None else min(outer, proposed)
+    token = _deadline.set(effective)
+    try:
+        yield effective
+    finally:
+        _deadline.reset(token)
+
+
+def parse_deadline_header(value: str | None) -> float | None:
+    """Return the seconds in an X-Request-Deadline-Ms value, None when absent.
+
+    Raises:
+        ValueError: the value is not a whole number of milliseconds of 0 or more.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or len(text) > 12:
+        message = (
+            f"{DEADLINE_HEADER} must be a whole number of milliseconds, got {value!r}"
+        )
+        raise ValueError(message)
+    return int(text) / 1000
