@@ -9,16 +9,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.sandbox.common import (
-    ApiError,
-    health_response,
-    make_error_middleware,
-    make_latency_middleware,
-    parse_body,
-    query_int,
-)
+from app.sandbox.common import ApiError, health_response, parse_body, query_int
 from app.sandbox.data import seed_interviews
-from app.sandbox.idempotency import IdempotencyStore, make_idempotency_middleware
+from app.sandbox.faults import SandboxFaults
+from app.sandbox.middlewares import build_middlewares
 from app.sandbox.records import (
     DEFAULT_SETTINGS,
     INTERVIEW_STATUSES,
@@ -95,35 +89,47 @@ INTERVIEW_STATE = web.AppKey("interview_state", InterviewState)
 
 
 def create_interview_service_app(
-    *, latency_ms: float = 0, seed: int = 7
+    *, latency_ms: float = 0, seed: int = 7, faults: SandboxFaults | None = None
 ) -> web.Application:
-    """Create the interview-service app with its own copy of the seeded interviews."""
-    app = web.Application(
-        middlewares=[
-            make_error_middleware(SERVICE_NAME),
-            make_latency_middleware(latency_ms),
-            make_idempotency_middleware(IdempotencyStore()),
-        ]
-    )
+    """Create the interview-service app with its own copy of the seeded interviews.
+
+    ``faults`` lets a test inject failures into named routes, see `SandboxFaults`.
+    """
+    middlewares = build_middlewares(SERVICE_NAME, latency_ms=latency_ms, faults=faults)
+    app = web.Application(middlewares=middlewares)
     app[INTERVIEW_STATE] = InterviewState.from_seed(seed)
     _add_routes(app.router)
     return app
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/health", get_health)
-    router.add_post("/interviews", create_interview)
-    router.add_get("/interviews/{id}", get_interview)
-    router.add_patch("/interviews/{id}", patch_interview)
-    router.add_delete("/interviews/{id}", delete_interview)
-    router.add_get("/interviews/{id}/candidates", list_candidates)
-    router.add_post("/interviews/{id}/candidates", add_candidate)
-    router.add_get("/interviews/{id}/stats", get_interview_stats)
+    # Route names are listed in the SandboxFaults docstring, which selects routes
+    # by them.
+    router.add_get("/health", get_health, name="interview_service_health")
+    router.add_post("/interviews", create_interview, name="create_interview")
+    router.add_get("/interviews/{id}", get_interview, name="get_interview")
+    router.add_patch("/interviews/{id}", patch_interview, name="patch_interview")
+    router.add_delete("/interviews/{id}", delete_interview, name="delete_interview")
+    router.add_get(
+        "/interviews/{id}/candidates", list_candidates, name="list_candidates"
+    )
+    router.add_post("/interviews/{id}/candidates", add_candidate, name="add_candidate")
+    router.add_get(
+        "/interviews/{id}/stats", get_interview_stats, name="get_interview_stats"
+    )
     for action, transition in TRANSITIONS.items():
         handler: Handler = functools.partial(change_status, transition=transition)
-        router.add_post(f"/interviews/{{id}}/{action}", handler)
-    router.add_get("/users/{userId}/interviews", list_user_interviews)
-    router.add_get("/users/{userId}/interview-stats", get_user_interview_stats)
+        router.add_post(
+            f"/interviews/{{id}}/{action}", handler, name=f"{action}_interview"
+        )
+    router.add_get(
+        "/users/{userId}/interviews", list_user_interviews, name="list_user_interviews"
+    )
+    router.add_get(
+        "/users/{userId}/interview-stats",
+        get_user_interview_stats,
+        name="get_user_interview_stats",
+    )
 
 
 def _state(request: web.Request) -> InterviewState:

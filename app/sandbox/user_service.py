@@ -7,16 +7,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from app.sandbox.common import (
-    ApiError,
-    health_response,
-    make_error_middleware,
-    make_latency_middleware,
-    parse_body,
-    query_int,
-)
+from app.sandbox.common import ApiError, health_response, parse_body, query_int
 from app.sandbox.data import seed_users
-from app.sandbox.idempotency import IdempotencyStore, make_idempotency_middleware
+from app.sandbox.faults import SandboxFaults
+from app.sandbox.middlewares import build_middlewares
 from app.sandbox.records import (
     ReservationRecord,
     UserRecord,
@@ -54,31 +48,39 @@ class UserState:
 USER_STATE = web.AppKey("user_state", UserState)
 
 
-def create_user_service_app(*, latency_ms: float = 0, seed: int = 7) -> web.Application:
-    """Create the user-service app with its own copy of the seeded users."""
-    app = web.Application(
-        middlewares=[
-            make_error_middleware(SERVICE_NAME),
-            make_latency_middleware(latency_ms),
-            make_idempotency_middleware(IdempotencyStore()),
-        ]
-    )
+def create_user_service_app(
+    *, latency_ms: float = 0, seed: int = 7, faults: SandboxFaults | None = None
+) -> web.Application:
+    """Create the user-service app with its own copy of the seeded users.
+
+    ``faults`` lets a test inject failures into named routes, see `SandboxFaults`.
+    """
+    middlewares = build_middlewares(SERVICE_NAME, latency_ms=latency_ms, faults=faults)
+    app = web.Application(middlewares=middlewares)
     app[USER_STATE] = UserState(users=seed_users(seed))
     _add_routes(app.router)
     return app
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/health", get_health)
+    # Route names are listed in the SandboxFaults docstring, which selects routes
+    # by them.
+    router.add_get("/health", get_health, name="user_service_health")
     # /users/exists goes before /users/{id}, which would otherwise match it.
-    router.add_get("/users/exists", get_user_exists)
-    router.add_get("/users", list_users)
-    router.add_get("/users/{id}", get_user)
-    router.add_get("/users/{id}/profile", get_profile)
-    router.add_patch("/users/{id}/profile", patch_profile)
-    router.add_post("/users/{id}/quota/reservations", reserve_quota)
-    router.add_delete("/users/{id}/quota/reservations/{reservationId}", release_quota)
-    router.add_get("/users/{id}/stats", get_stats)
+    router.add_get("/users/exists", get_user_exists, name="get_user_exists")
+    router.add_get("/users", list_users, name="list_users")
+    router.add_get("/users/{id}", get_user, name="get_user")
+    router.add_get("/users/{id}/profile", get_profile, name="get_profile")
+    router.add_patch("/users/{id}/profile", patch_profile, name="patch_profile")
+    router.add_post(
+        "/users/{id}/quota/reservations", reserve_quota, name="reserve_quota"
+    )
+    router.add_delete(
+        "/users/{id}/quota/reservations/{reservationId}",
+        release_quota,
+        name="release_quota",
+    )
+    router.add_get("/users/{id}/stats", get_stats, name="get_user_stats")
 
 
 def _state(request: web.Request) -> UserState:
