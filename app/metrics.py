@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["DURATION_BUCKETS_MS", "HTTP_METHODS", "CallMetrics", "ProxyMetrics"]
 
@@ -57,6 +57,32 @@ class ProxyMetrics:
             "service_retries_total",
             "Attempts after the first one of a logical call.",
             ["service", "method"],
+            registry=registry,
+        )
+        self.circuit_state = Gauge(
+            "service_circuit_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            ["service"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "service_calls_rejected_total",
+            "Attempts the proxy refused to send, by reason: circuit_open, "
+            "bulkhead_full, retry_budget, deadline, cooldown.",
+            ["service", "reason"],
+            registry=registry,
+        )
+        self.retries_skipped = Counter(
+            "service_retries_skipped_total",
+            "Failed attempts that were not retried, by reason: not_idempotent, "
+            "not_retryable, attempts_exhausted.",
+            ["service", "reason"],
+            registry=registry,
+        )
+        self.cache_requests = Counter(
+            "service_cache_requests_total",
+            "Cached reads by result: hit, miss, or stale (served after an error).",
+            ["service", "result"],
             registry=registry,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yarl
 from pydantic import (
@@ -60,22 +60,74 @@ def _normalize_base_url(value: str) -> str:
 
 
 class ServiceSettings(BaseModel):
-    """Connection, timeout and retry settings of one upstream service."""
+    """Connection, timeout, retry and resilience settings of one upstream service.
+
+    The README's resilience section gives the reason for every default.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
-    timeout: float = Field(default=5.0, gt=0, le=300)
+    timeout: float = Field(default=2.0, gt=0, le=300)
+    deadline: float = Field(default=15.0, gt=0, le=3600)
+
     retries: int = Field(default=3, ge=0, le=10)
     backoff_initial: float = Field(default=1.0, ge=0, le=60)
     backoff_multiplier: float = Field(default=2.0, ge=1, le=10)
     backoff_max: float = Field(default=10.0, ge=0, le=300)
+    jitter: Literal["equal", "full", "none"] = "equal"
+    retry_on_429: bool = False
+    retry_after_max: float = Field(default=60.0, ge=0, le=3600)
+
+    budget_enabled: bool = True
+    budget_ratio: float = Field(default=0.2, ge=0, le=10)
+    budget_min_retries: int = Field(default=10, ge=0, le=100000)
+    budget_window: float = Field(default=10.0, gt=0, le=3600)
+
+    breaker_enabled: bool = True
+    breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    breaker_minimum_calls: int = Field(default=20, ge=1, le=100000)
+    breaker_window: float = Field(default=10.0, gt=0, le=3600)
+    breaker_break_duration: float = Field(default=15.0, gt=0, le=3600)
+    breaker_half_open_probes: int = Field(default=3, ge=1, le=1000)
+
+    bulkhead_enabled: bool = True
+    bulkhead_max_concurrent: int = Field(default=50, ge=1, le=100000)
+    bulkhead_max_queue: int = Field(default=100, ge=0, le=1000000)
+
+    cache_ttl: dict[str, float] = Field(default_factory=dict)
+    cache_max_entries: int = Field(default=1000, ge=1, le=10_000_000)
+    cache_stale_if_error: float = Field(default=60.0, ge=0, le=86400)
+
+    health_path: str = "/health"
+    health_timeout: float = Field(default=1.0, gt=0, le=60)
+
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, le=1024**3)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _normalize_base_url(value)
+
+    @field_validator("cache_ttl")
+    @classmethod
+    def _check_cache_ttl(cls, value: dict[str, float]) -> dict[str, float]:
+        for method, ttl in value.items():
+            if ttl <= 0:
+                message = f"time to live of {method} must be > 0 seconds, got {ttl}"
+                raise ValueError(message)
+        return value
+
+    def retry_waits(self) -> list[float]:
+        """Return the longest wait before each retry, jitter included."""
+        return [
+            min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**n)
+            for n in range(self.retries)
+        ]
+
+    def worst_case_duration(self) -> float:
+        """Return the longest a call can take when every attempt times out."""
+        return self.timeout * (self.retries + 1) + sum(self.retry_waits())
 
 
 class HttpClientSettings(BaseModel):
@@ -95,6 +147,8 @@ class GatewaySettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
+    dashboard_deadline: float = Field(default=5.0, gt=0, le=600)
+    health_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class Settings(BaseSettings):
@@ -133,6 +187,17 @@ class Settings(BaseSettings):
                 values.setdefault("url", url)
         return data
 
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        problems = [
+            *_service_problems("user_service", self.user_service),
+            *_service_problems("interview_service", self.interview_service),
+            *_pool_problems(self),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -167,8 +232,70 @@ def load_settings(**overrides: Any) -> Settings:
         raise ValueError(message) from None
 
 
+def _service_problems(section: str, service: ServiceSettings) -> list[str]:
+    prefix = section.upper()
+    problems = []
+    if service.timeout > service.deadline:
+        problems.append(
+            f"{section}.timeout ({service.timeout} s) is longer than "
+            f"{section}.deadline ({service.deadline} s): no attempt could use its "
+            f"full timeout; lower {prefix}_TIMEOUT or raise {prefix}_DEADLINE"
+        )
+    worst_case = service.worst_case_duration()
+    if service.timeout <= service.deadline < worst_case:
+        problems.append(
+            f"{section}: {service.retries + 1} attempts of {service.timeout} s plus "
+            f"waits of {sum(service.retry_waits()):g} s take {worst_case:g} s, "
+            f"beyond {section}.deadline ({service.deadline} s), so the last "
+            f"retries could never run; raise {prefix}_DEADLINE to {worst_case:g} "
+            f"or lower {prefix}_RETRIES, {prefix}_TIMEOUT or {prefix}_BACKOFF_MAX"
+        )
+    if service.backoff_initial > service.backoff_max:
+        problems.append(
+            f"{section}.backoff_initial ({service.backoff_initial} s) is longer "
+            f"than {section}.backoff_max ({service.backoff_max} s); lower "
+            f"{prefix}_BACKOFF_INITIAL or raise {prefix}_BACKOFF_MAX"
+        )
+    return problems
+
+
+def _pool_problems(settings: Settings) -> list[str]:
+    client = settings.http_client
+    services = {
+        "user_service": settings.user_service,
+        "interview_service": settings.interview_service,
+    }
+    bulkheads = {
+        name: service.bulkhead_max_concurrent
+        for name, service in services.items()
+        if service.bulkhead_enabled
+    }
+    problems = []
+    per_host = client.connection_limit_per_host
+    for name, size in bulkheads.items():
+        if per_host and size > per_host:
+            problems.append(
+                f"{name}.bulkhead_max_concurrent ({size}) is larger than "
+                f"http_client.connection_limit_per_host ({per_host}), so calls "
+                f"would queue in the connector instead of the bulkhead; lower "
+                f"{name.upper()}_BULKHEAD_MAX_CONCURRENT or raise "
+                f"HTTP_CLIENT_CONNECTION_LIMIT_PER_HOST"
+            )
+    total = sum(bulkheads.values())
+    if total > client.connection_limit:
+        problems.append(
+            f"the bulkheads allow {total} concurrent calls in all, more than "
+            f"http_client.connection_limit ({client.connection_limit}); raise "
+            f"HTTP_CLIENT_CONNECTION_LIMIT or lower the bulkheads"
+        )
+    return problems
+
+
 def _describe_error(error: Any) -> str:
+    text = str(error["msg"]).removeprefix("Value error, ")
     location = [str(part) for part in error["loc"]]
+    if not location:
+        return text
     dotted = ".".join(location)
     variable = "_".join(location).upper()
-    return f"{dotted} (environment variable {variable}): {error['msg']}"
+    return f"{dotted} (environment variable {variable}): {text}"

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from app.metrics import ProxyMetrics
 from app.proxies import BaseServiceProxy, UserServiceProxy
+from app.testing import ScriptedUpstream
 from tests.helpers import Sandbox, run_sandbox_apps, service_settings
-from tests.upstream import ScriptedUpstream
 
 ProxyFactory = Callable[..., Any]
 
@@ -37,10 +37,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[ScriptedUpstream]:
-    """Start a scripted upstream on a free loopback port."""
-    async with ScriptedUpstream() as server:
-        yield server
+def upstream(scripted_upstream: ScriptedUpstream) -> ScriptedUpstream:
+    """Start a scripted upstream on a free loopback port, closed after the test.
+
+    The ``scripted_upstream`` fixture comes from the app.testing.plugin, which the
+    package registers with pytest as an entry point.
+    """
+    return scripted_upstream
 
 
 @pytest.fixture

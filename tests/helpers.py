@@ -31,6 +31,7 @@ FAST_RETRY: dict[str, Any] = {
     "backoff_initial": 0.01,
     "backoff_multiplier": 2.0,
     "backoff_max": 0.05,
+    "jitter": "none",
 }
 
 

@@ -73,8 +73,8 @@ class TestSessionLifecycle:
             session = await resolve(container.http_session)
 
         assert users is again
-        assert users._session is session
-        assert interviews._session is session
+        assert users.engine.session is session
+        assert interviews.engine.session is session
 
 
 class TestRegistry:

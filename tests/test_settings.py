@@ -13,9 +13,11 @@ user_service:
   url: http://127.0.0.1:7003/
   timeout: 7.5
   retries: 5
+  deadline: 120
 interview_service:
   url: http://127.0.0.1:7004
   backoff_max: 3.0
+  deadline: 120
 gateway:
   port: 7000
 """
@@ -105,7 +107,8 @@ class TestSources:
 
         assert settings.user_service.url == "http://localhost:3003"
         assert settings.interview_service.url == "http://localhost:3004"
-        assert settings.user_service.timeout == 5.0
+        assert settings.user_service.timeout == 2.0
+        assert settings.user_service.deadline == 15.0
         assert settings.user_service.retries == 3
         assert settings.user_service.backoff_initial == 1.0
         assert settings.user_service.backoff_max == 10.0
@@ -163,3 +166,53 @@ class TestInvalidValues:
 
         with pytest.raises(ValueError, match=r"user_service\.timeout"):
             load_settings()
+
+
+class TestContradictions:
+    """Settings that cannot work together fail at start-up with the fix."""
+
+    def test_schedule_beyond_deadline(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Attempts and waits that outlast the deadline name both variables."""
+        monkeypatch.setenv("USER_SERVICE_DEADLINE", "20")
+
+        with pytest.raises(ValueError, match="raise USER_SERVICE_DEADLINE to 70"):
+            load_settings()
+
+    def test_timeout_beyond_deadline(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A per-attempt timeout longer than the deadline is rejected."""
+        monkeypatch.setenv("INTERVIEW_SERVICE_TIMEOUT", "20")
+        monkeypatch.setenv("INTERVIEW_SERVICE_DEADLINE", "10")
+
+        with pytest.raises(ValueError, match="lower INTERVIEW_SERVICE_TIMEOUT"):
+            load_settings()
+
+    def test_bulkhead_beyond_connection_limit(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bulkhead larger than the per-host connection limit is rejected."""
+        monkeypatch.setenv("USER_SERVICE_BULKHEAD_MAX_CONCURRENT", "80")
+
+        with pytest.raises(ValueError, match="CONNECTION_LIMIT_PER_HOST"):
+            load_settings()
+
+    def test_bulkheads_beyond_total_limit(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bulkheads that add up past the pool size are rejected."""
+        monkeypatch.setenv("HTTP_CLIENT_CONNECTION_LIMIT", "60")
+
+        with pytest.raises(ValueError, match="HTTP_CLIENT_CONNECTION_LIMIT"):
+            load_settings()
+
+    def test_disabled_bulkhead_is_not_checked(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A disabled bulkhead does not count against the pool."""
+        monkeypatch.setenv("USER_SERVICE_BULKHEAD_MAX_CONCURRENT", "80")
+        monkeypatch.setenv("USER_SERVICE_BULKHEAD_ENABLED", "false")
+
+        assert not load_settings().user_service.bulkhead_enabled

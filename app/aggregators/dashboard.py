@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from app.models.dashboard import Dashboard
+from loguru import logger
+
+from app.models.dashboard import Dashboard, PartError
+from app.proxies.errors import ServiceProxyError
 from app.proxies.interview import InterviewServiceProxy
+from app.proxies.staleness import collect_stale_reads
 from app.proxies.user import UserServiceProxy
 
 __all__ = ["DASHBOARD_INTERVIEWS_LIMIT", "DashboardAggregator", "gather_or_cancel"]
 
+T = TypeVar("T")
+
 DASHBOARD_INTERVIEWS_LIMIT = 10
+# Which dashboard part a cached read fills, to mark stale parts.
+_PART_OF_OPERATION = {"get_user": "user", "get_user_stats": "stats"}
 
 
 class DashboardAggregator:
-    """Build a dashboard from user-service and interview-service."""
+    """Build a dashboard from user-service and interview-service.
+
+    The user is required; interviews and stats are optional. When an optional
+    call fails, its part is None and ``errors`` names the service and the kind
+    of failure, so that one failing service degrades the dashboard instead of
+    failing it.
+    """
 
     def __init__(
         self,
@@ -29,21 +44,67 @@ class DashboardAggregator:
         """Fetch the user, their latest interviews and their stats in parallel.
 
         Raises:
-            ServiceProxyError: the first call that failed; the others are cancelled.
+            ServiceProxyError: the user could not be fetched; the other calls
+                are cancelled.
         """
-        user = asyncio.ensure_future(self._users.get_user(user_id))
-        interviews = asyncio.ensure_future(
-            self._interviews.get_user_interviews(
-                user_id, limit=DASHBOARD_INTERVIEWS_LIMIT
+        with collect_stale_reads() as stale_reads:
+            user = asyncio.ensure_future(self._users.get_user(user_id))
+            interviews = asyncio.ensure_future(
+                self._interviews.get_user_interviews(
+                    user_id, limit=DASHBOARD_INTERVIEWS_LIMIT
+                )
             )
+            stats = asyncio.ensure_future(self._users.get_user_stats(user_id))
+            await _wait_for_required(user, optional=(interviews, stats))
+            errors: list[PartError] = []
+            interview_list = await _optional("interviews", interviews, errors)
+            user_stats = await _optional("stats", stats, errors)
+        stale = sorted(
+            {
+                _PART_OF_OPERATION[read.operation]
+                for read in stale_reads
+                if read.operation in _PART_OF_OPERATION
+            }
         )
-        stats = asyncio.ensure_future(self._users.get_user_stats(user_id))
-        await gather_or_cancel(user, interviews, stats)
         return Dashboard(
             user=user.result(),
-            interviews=interviews.result().interviews,
-            stats=stats.result(),
+            interviews=None if interview_list is None else interview_list.interviews,
+            stats=user_stats,
+            errors=errors,
+            stale=stale,
         )
+
+
+async def _wait_for_required(
+    required: asyncio.Future[Any], *, optional: tuple[asyncio.Future[Any], ...]
+) -> None:
+    """Wait for the required call; if it fails, cancel and await the others."""
+    try:
+        await required
+    except BaseException:
+        for task in optional:
+            task.cancel()
+        await asyncio.gather(*optional, return_exceptions=True)
+        raise
+
+
+async def _optional(part: str, task: Awaitable[T], errors: list[PartError]) -> T | None:
+    """Return an optional part, or None with an entry in ``errors`` on failure."""
+    try:
+        return await task
+    except ServiceProxyError as exc:
+        errors.append(
+            PartError(
+                part=part,
+                service=exc.service_name,
+                kind=exc.kind.value,
+                status=exc.status_code,
+            )
+        )
+        logger.bind(service=exc.service_name).info(
+            "dashboard part {part} left out: {kind}", part=part, kind=exc.kind.value
+        )
+        return None
 
 
 async def gather_or_cancel(*tasks: asyncio.Future[Any]) -> None:

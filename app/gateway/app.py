@@ -16,6 +16,7 @@ from app.gateway.handlers import (
     live,
     ready,
 )
+from app.gateway.health import ReadinessProbe, UpstreamCheck
 
 __all__ = ["CONTAINER_KEY", "create_app"]
 
@@ -43,7 +44,18 @@ async def _container_resources(app: web.Application) -> AsyncIterator[None]:
     container = app[CONTAINER_KEY]
     await init_resources(container)
     state = app[STATE_KEY]
+    settings = await resolve(container.settings)
     state.aggregator = await resolve(container.dashboard_aggregator)
+    state.dashboard_deadline = settings.gateway.dashboard_deadline
+    users = await resolve(container.user_service)
+    interviews = await resolve(container.interview_service)
+    state.readiness = ReadinessProbe(
+        upstreams=[
+            UpstreamCheck(users, required=True),
+            UpstreamCheck(interviews, required=False),
+        ],
+        cache_seconds=settings.gateway.health_cache_seconds,
+    )
     state.ready = True
     try:
         yield

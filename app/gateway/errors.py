@@ -10,6 +10,7 @@ from loguru import logger
 from app.proxies.errors import (
     ServiceClientError,
     ServiceProxyError,
+    ServiceRejectedError,
     ServiceRequestError,
     ServiceServerError,
     ServiceTimeoutError,
@@ -29,9 +30,9 @@ def json_error(status: int, code: str, message: str, **fields: str) -> web.Respo
 def upstream_error_response(exc: ServiceProxyError) -> web.Response:
     """Map a failed upstream call to the gateway's status and JSON body.
 
-    404 from an upstream stays 404; an unreachable upstream gives 503, a timed-out
-    one 504, and any other upstream failure 502. The upstream's raw body is never
-    passed on.
+    404 from an upstream stays 404. An unreachable upstream, an open circuit, a
+    full bulkhead or a cool-down gives 503; a timeout or a spent deadline 504; any
+    other upstream failure 502. The upstream's raw body is never passed on.
     """
     service = exc.service_name
     fields = {"service": service, "kind": exc.kind.value}
@@ -40,7 +41,7 @@ def upstream_error_response(exc: ServiceProxyError) -> web.Response:
     if isinstance(exc, ServiceTimeoutError):
         message = f"{service} did not answer in time"
         return json_error(504, "upstream_timeout", message, **fields)
-    unavailable = isinstance(exc, ServiceRequestError) or (
+    unavailable = isinstance(exc, ServiceRequestError | ServiceRejectedError) or (
         isinstance(exc, ServiceServerError) and exc.status_code == 503
     )
     if unavailable:
@@ -59,6 +60,9 @@ async def error_middleware(
         return await handler(request)
     except ServiceProxyError as exc:
         return upstream_error_response(exc)
+    except TimeoutError:
+        # The handler's own bound on the dashboard deadline ran out.
+        return json_error(504, "deadline_exceeded", "the request deadline passed")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 
@@ -9,6 +10,12 @@ from aiohttp import web
 
 from app.aggregators.dashboard import DashboardAggregator
 from app.gateway.errors import json_error
+from app.gateway.health import ReadinessProbe
+from app.resilience.deadline import (
+    DEADLINE_HEADER,
+    deadline_scope,
+    parse_deadline_header,
+)
 
 __all__ = [
     "STATE_KEY",
@@ -25,6 +32,8 @@ class GatewayState:
     """What the handlers use, set while the app starts and cleared as it stops."""
 
     aggregator: DashboardAggregator | None = None
+    readiness: ReadinessProbe | None = None
+    dashboard_deadline: float = 5.0
     ready: bool = False
 
     def require_aggregator(self) -> DashboardAggregator:
@@ -36,6 +45,9 @@ class GatewayState:
 
 STATE_KEY = web.AppKey("state", GatewayState)
 
+# Seconds past the dashboard deadline before the handler itself gives up.
+_DEADLINE_GRACE = 0.05
+
 # Ids the gateway passes on: letters, digits, "-" and "_", at most 64 characters.
 USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -46,8 +58,20 @@ async def get_dashboard(request: web.Request) -> web.Response:
     if USER_ID_PATTERN.fullmatch(user_id) is None:
         message = "user_id must be 1 to 64 letters, digits, '-' or '_'"
         return json_error(400, "invalid_user_id", message)
-    aggregator = request.app[STATE_KEY].require_aggregator()
-    dashboard = await aggregator.get_user_dashboard(user_id)
+    state = request.app[STATE_KEY]
+    try:
+        caller_budget = parse_deadline_header(request.headers.get(DEADLINE_HEADER))
+    except ValueError as exc:
+        return json_error(400, "invalid_deadline", str(exc))
+    budget = state.dashboard_deadline
+    if caller_budget is not None:
+        budget = min(budget, caller_budget)
+    aggregator = state.require_aggregator()
+    with deadline_scope(budget):
+        # The proxies end their calls by the deadline; this bound also covers
+        # time spent outside them, such as waiting on a coalesced cache load.
+        async with asyncio.timeout(budget + _DEADLINE_GRACE):
+            dashboard = await aggregator.get_user_dashboard(user_id)
     return web.Response(
         body=dashboard.model_dump_json().encode(), content_type="application/json"
     )
@@ -59,7 +83,9 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Tell whether the gateway's resources are open and it can take traffic."""
-    if request.app[STATE_KEY].ready:
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not_ready"}, status=503)
+    """Report every upstream's reachability and circuit, with a status for LBs."""
+    state = request.app[STATE_KEY]
+    if not state.ready or state.readiness is None:
+        return web.json_response({"status": "not_ready", "services": {}}, status=503)
+    status, body = await state.readiness.check()
+    return web.json_response(body, status=status)

@@ -1,14 +1,24 @@
 """Service proxies: typed, retrying HTTP clients of other services."""
 
-from app.proxies.base import IDEMPOTENCY_KEY_HEADER, BaseServiceProxy, RequestOptions
+from app.proxies.base import (
+    IDEMPOTENCY_KEY_HEADER,
+    BaseServiceProxy,
+    HealthReport,
+    RequestOptions,
+)
 from app.proxies.errors import (
+    BulkheadFullError,
+    CircuitOpenError,
     ErrorKind,
     ServiceClientError,
     ServiceConnectionError,
+    ServiceCooldownError,
+    ServiceDeadlineError,
     ServiceDecodeError,
     ServiceIncompleteBodyError,
     ServiceProxyError,
     ServiceRedirectError,
+    ServiceRejectedError,
     ServiceRequestError,
     ServiceResponseError,
     ServiceServerError,
@@ -21,15 +31,21 @@ from app.proxies.user import UserServiceProxy
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "BaseServiceProxy",
+    "BulkheadFullError",
+    "CircuitOpenError",
     "ErrorKind",
+    "HealthReport",
     "InterviewServiceProxy",
     "RequestOptions",
     "ServiceClientError",
     "ServiceConnectionError",
+    "ServiceCooldownError",
+    "ServiceDeadlineError",
     "ServiceDecodeError",
     "ServiceIncompleteBodyError",
     "ServiceProxyError",
     "ServiceRedirectError",
+    "ServiceRejectedError",
     "ServiceRequestError",
     "ServiceResponseError",
     "ServiceServerError",

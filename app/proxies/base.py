@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, overload
 
 import aiohttp
-import tenacity
 import yarl
 from loguru import logger
 
-from app.metrics import HTTP_METHODS, CallMetrics, ProxyMetrics
+from app.metrics import HTTP_METHODS, ProxyMetrics
 from app.proxies import wire
+from app.proxies.engine import CallEngine, CallRequest
 from app.proxies.errors import (
-    ServiceConnectionError,
+    ServiceClientError,
+    ServiceDecodeError,
     ServiceProxyError,
-    ServiceSessionClosedError,
+    ServiceRedirectError,
 )
+from app.proxies.staleness import StaleRead, note_stale_read
+from app.resilience.cache import ReadCache
+from app.resilience.deadline import current_deadline
 from app.settings import ServiceSettings
 
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
+    "MAX_RETRIES",
     "BaseServiceProxy",
+    "HealthReport",
     "RequestOptions",
     "with_idempotency_key",
 ]
@@ -32,12 +38,9 @@ __all__ = [
 T = TypeVar("T")
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-# Methods that RFC 9110, section 9.2.2, defines as idempotent.
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+MAX_RETRIES = 10
 _DEFAULT_HEADERS = {"Accept": "application/json"}
 _JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
-# Errors of one attempt that translate_client_error turns into ServiceProxyError.
-_CLIENT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 class RequestOptions(TypedDict, total=False):
@@ -49,24 +52,20 @@ class RequestOptions(TypedDict, total=False):
     """Attempts after the first one; 0 turns retrying off."""
     headers: Mapping[str, str]
     """Extra request headers."""
+    deadline: float
+    """Seconds the whole call may take, retries and waits included."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
-    target: wire.CallTarget
-    url: yarl.URL
-    params: Mapping[str, str] | None
-    body: bytes | None
-    headers: Mapping[str, str]
-    timeout: aiohttp.ClientTimeout
-    retries: int
-    model: Any | None
+class HealthReport:
+    """The result of one probe of a service's health path."""
 
-    @property
-    def idempotent(self) -> bool:
-        if self.target.method in _IDEMPOTENT_METHODS:
-            return True
-        return _has_idempotency_key(self.headers)
+    service: str
+    reachable: bool
+    status_code: int | None
+    latency_ms: float
+    circuit: str
+    error: str | None
 
 
 class BaseServiceProxy:
@@ -80,10 +79,15 @@ class BaseServiceProxy:
     timeouts, cut bodies, 5xx) and the call is safe to repeat: its method is
     idempotent, it carries an ``Idempotency-Key`` header, or the connection failed
     before the request was sent. Waits grow exponentially from
-    ``backoff_initial`` seconds, by ``backoff_multiplier``, up to ``backoff_max``.
+    ``backoff_initial`` seconds, by ``backoff_multiplier``, up to ``backoff_max``,
+    with jitter, and never shorter than a Retry-After. Every call ends by its
+    deadline; the circuit breaker, bulkhead and retry budget of the service can
+    reject an attempt before it is sent. See :class:`~app.proxies.engine.CallEngine`.
     """
 
     service_name: ClassVar[str] = "service"
+    # Read methods whose results the service's cache_ttl setting may cache.
+    cacheable_reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -94,15 +98,33 @@ class BaseServiceProxy:
         service_name: str | None = None,
     ) -> None:
         name = service_name or self.service_name
+        unknown = set(settings.cache_ttl) - self.cacheable_reads
+        if unknown:
+            allowed = ", ".join(sorted(self.cacheable_reads)) or "none"
+            message = (
+                f"cache_ttl of {name} names {', '.join(sorted(unknown))}, which "
+                f"cannot be cached; cacheable reads: {allowed}"
+            )
+            raise ValueError(message)
         self.name = name
         self.settings = settings
-        self._session = session
         self._base_url = settings.url
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
-        self._metrics: dict[str, CallMetrics] = {
-            method: metrics.for_call(name, method) for method in HTTP_METHODS
+        self._engine = CallEngine(name, session, settings, metrics)
+        self._cache = (
+            ReadCache(max_entries=settings.cache_max_entries)
+            if settings.cache_ttl
+            else None
+        )
+        self._cache_results = {
+            result: metrics.cache_requests.labels(name, result)
+            for result in ("hit", "miss", "stale")
         }
         self._log = logger.bind(service=name)
+
+    @property
+    def engine(self) -> CallEngine:
+        """The call engine, with this service's breaker, budget and bulkhead."""
+        return self._engine
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self._base_url!r})"
@@ -263,32 +285,69 @@ class BaseServiceProxy:
 
         Raises:
             ServiceProxyError: the call failed; the last attempt's error is raised.
-            ValueError: the method or path is invalid.
+            ValueError: the method, path or an option is invalid.
         """
         request = self._build_request(method, path, body, model, params, options)
-        metrics = self._metrics[request.target.method]
+        return await self._engine.call(request)
+
+    async def check_health(self) -> HealthReport:
+        """Probe the service's health path once, bypassing retries and the breaker."""
+        settings = self.settings
+        url = yarl.URL(self._base_url + settings.health_path, encoded=True)
         started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
         try:
-            result = await self._execute(request)
-        except ServiceProxyError as exc:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            metrics.error.inc()
-            metrics.duration.observe(elapsed_ms)
-            self._log.error(
-                "{method} {path} failed after {attempts} attempt(s) "
-                "in {duration_ms:.1f} ms: {kind} {status}",
-                method=method,
-                path=path,
-                attempts=exc.attempts,
-                duration_ms=elapsed_ms,
-                kind=exc.kind.value,
-                status=exc.status_code,
-            )
-            raise
+            async with self._engine.session.get(
+                url,
+                headers=_DEFAULT_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=settings.health_timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
+            error = type(exc).__name__
         elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.success.inc()
-        metrics.duration.observe(elapsed_ms)
-        return result
+        breaker = self._engine.breaker
+        circuit = "disabled" if breaker is None else breaker.state.name.lower()
+        return HealthReport(
+            service=self.name,
+            reachable=status is not None and 200 <= status < 300,
+            status_code=status,
+            latency_ms=round(elapsed_ms, 1),
+            circuit=circuit,
+            error=error,
+        )
+
+    async def _cached(
+        self, operation: str, key: str, load: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Serve a read from the cache when ``operation`` has a time to live."""
+        ttl = self.settings.cache_ttl.get(operation)
+        if ttl is None or self._cache is None:
+            return await load()
+        result = await self._cache.get_or_load(
+            (operation, key),
+            load,
+            ttl=ttl,
+            stale_if_error=self.settings.cache_stale_if_error,
+            group=key,
+            serve_stale=_is_upstream_failure,
+        )
+        self._cache_results[result.source].inc()
+        if result.source == "stale":
+            note_stale_read(StaleRead(self.name, operation, result.age))
+            self._log.warning(
+                "{operation} served a stale value {age:.1f} s old",
+                operation=operation,
+                age=result.age,
+            )
+        return result.value
+
+    def _invalidate(self, key: str) -> None:
+        """Drop the cached reads of one id after a write to it."""
+        if self._cache is not None:
+            self._cache.invalidate_group(key)
 
     def _build_request(
         self,
@@ -298,9 +357,9 @@ class BaseServiceProxy:
         model: Any,
         params: Mapping[str, str] | None,
         options: RequestOptions,
-    ) -> _Request:
+    ) -> CallRequest:
         method = method.upper()
-        if method not in self._metrics:
+        if method not in HTTP_METHODS:
             message = f"HTTP method must be one of {', '.join(HTTP_METHODS)}"
             raise ValueError(message)
         if not path.startswith("/") or "?" in path or "#" in path:
@@ -314,133 +373,24 @@ class BaseServiceProxy:
         if payload is not None:
             headers.update(_JSON_CONTENT_TYPE)
         headers.update(options.get("headers") or {})
-        timeout = options.get("timeout")
-        retries = options.get("retries", self.settings.retries)
-        if retries < 0:
-            message = f"retries must be 0 or more, got {retries}"
-            raise ValueError(message)
-        return _Request(
+        return CallRequest(
             target=wire.CallTarget(self.name, method, path),
             url=yarl.URL(self._base_url + path, encoded=True),
             params=params,
             body=payload,
             headers=headers,
-            timeout=self._timeout
-            if timeout is None
-            else aiohttp.ClientTimeout(total=timeout),
-            retries=retries,
+            timeout=_positive("timeout", options.get("timeout"), self.settings.timeout),
+            retries=_retries(options.get("retries"), self.settings.retries),
+            deadline=self._deadline(options.get("deadline")),
             model=model,
         )
 
-    async def _execute(self, request: _Request) -> Any:
-        # The first attempt runs without a retry controller, so that a call that
-        # succeeds at once pays nothing for one; tenacity runs every repeat.
-        try:
-            return await self._attempt(request, attempt=1)
-        except ServiceProxyError as exc:
-            if request.retries == 0 or not _may_repeat(exc, request):
-                raise
-            first_error = exc
-        return await self._retry(request, first_error)
-
-    async def _retry(self, request: _Request, first_error: ServiceProxyError) -> Any:
-        settings = self.settings
-        pending: ServiceProxyError | None = first_error
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(request.retries + 1),
-            wait=tenacity.wait_exponential(
-                multiplier=settings.backoff_initial,
-                exp_base=settings.backoff_multiplier,
-                max=settings.backoff_max,
-            ),
-            retry=tenacity.retry_if_exception(
-                lambda exc: (
-                    isinstance(exc, ServiceProxyError) and _may_repeat(exc, request)
-                )
-            ),
-            before_sleep=lambda state: self._before_sleep(request, state),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if pending is not None:
-                        # Replays the first attempt's error, so that tenacity
-                        # counts it and waits before the second attempt.
-                        error, pending = pending, None
-                        raise error
-                    number = attempt.retry_state.attempt_number
-                    return await self._attempt(request, attempt=number)
-        except ServiceProxyError as exc:
-            exc.attempts = retrying.statistics.get("attempt_number", 1)
-            raise
-        message = "the retry loop ended without a result"  # pragma: no cover
-        raise AssertionError(message)  # pragma: no cover
-
-    def _before_sleep(self, request: _Request, state: tenacity.RetryCallState) -> None:
-        self._metrics[request.target.method].retries.inc()
-        outcome = state.outcome
-        cause = outcome.exception() if outcome is not None else None
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        self._log.warning(
-            "{method} {path} attempt {attempt} failed ({cause}); "
-            "retrying in {wait:.2f} s",
-            method=request.target.method,
-            path=request.target.path,
-            attempt=state.attempt_number,
-            cause=type(cause).__name__,
-            kind=getattr(cause, "kind", None),
-            wait=wait,
-        )
-
-    async def _attempt(self, request: _Request, *, attempt: int) -> Any:
-        target = request.target
-        session = self._session
-        if session.closed:
-            details = "the client session is closed; the container was shut down"
-            raise ServiceSessionClosedError(
-                self.name, None, details, method=target.method, path=target.path
-            )
-        self._log.debug(
-            "{method} {path} attempt {attempt}",
-            method=target.method,
-            path=target.path,
-            attempt=attempt,
-        )
-        started = time.perf_counter()
-        try:
-            async with session.request(
-                target.method,
-                request.url,
-                params=request.params,
-                data=request.body,
-                headers=request.headers,
-                timeout=request.timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                body = await wire.read_body(
-                    target, response, self.settings.max_body_bytes
-                )
-        except _CLIENT_ERRORS as exc:
-            raise wire.translate_client_error(target, exc) from exc
-        except RuntimeError as exc:
-            # aiohttp raises RuntimeError when the session closes under a call.
-            if not session.closed:
-                raise
-            raise ServiceSessionClosedError(
-                self.name, None, str(exc), method=target.method, path=target.path
-            ) from exc
-        self._log.debug(
-            "{method} {path} -> {status} in {duration_ms:.1f} ms",
-            method=target.method,
-            path=target.path,
-            status=status,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
-        if status >= 300:
-            raise wire.status_error(target, status, body)
-        return wire.decode_body(target, status, body, request.model)
+    def _deadline(self, seconds: float | None) -> float | None:
+        """Return the earliest of the option, the setting and the context deadline."""
+        budget = _positive("deadline", seconds, self.settings.deadline)
+        own = time.monotonic() + budget
+        ambient = current_deadline()
+        return own if ambient is None else min(own, ambient)
 
 
 def with_idempotency_key(options: RequestOptions) -> RequestOptions:
@@ -455,14 +405,30 @@ def with_idempotency_key(options: RequestOptions) -> RequestOptions:
     return {**options, "headers": headers}
 
 
-def _may_repeat(exc: ServiceProxyError, request: _Request) -> bool:
-    """Tell whether a failed attempt may be repeated without a second side effect."""
-    if not exc.retryable:
-        return False
-    if request.idempotent:
-        return True
-    return isinstance(exc, ServiceConnectionError) and not exc.request_sent
-
-
 def _has_idempotency_key(headers: Mapping[str, str]) -> bool:
     return any(name.lower() == "idempotency-key" for name in headers)
+
+
+def _positive(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if value <= 0:
+        message = f"{name} must be more than 0 seconds, got {value}"
+        raise ValueError(message)
+    return value
+
+
+def _retries(value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if not 0 <= value <= MAX_RETRIES:
+        message = f"retries must be 0 to {MAX_RETRIES}, got {value}"
+        raise ValueError(message)
+    return value
+
+
+def _is_upstream_failure(exc: BaseException) -> bool:
+    """Tell whether an error is the service's fault, so a stale value may serve."""
+    if isinstance(exc, ServiceClientError | ServiceDecodeError | ServiceRedirectError):
+        return False
+    return isinstance(exc, ServiceProxyError)

@@ -7,7 +7,12 @@ Every failure of a proxy call reaches the caller as one of these::
     │   ├── ServiceSessionClosedError  the shared client session is closed
     │   ├── ServiceConnectionError   the connection failed or broke
     │   ├── ServiceTimeoutError      an attempt timed out; also a TimeoutError
+    │   │   └── ServiceDeadlineError     the call's overall deadline passed
     │   └── ServiceIncompleteBodyError  the body ended before its declared length
+    ├── ServiceRejectedError     the proxy refused to send: nothing reached the network
+    │   ├── CircuitOpenError         the service's circuit breaker is open
+    │   ├── BulkheadFullError        too many calls in flight and waiting
+    │   └── ServiceCooldownError     the service asked callers to wait (Retry-After)
     ├── ServiceResponseError     status >= 300; details hold the decoded error body
     │   ├── ServiceRedirectError 3xx: redirects are not followed
     │   ├── ServiceClientError   4xx: never retried
@@ -25,13 +30,18 @@ import enum
 from typing import Any
 
 __all__ = [
+    "BulkheadFullError",
+    "CircuitOpenError",
     "ErrorKind",
     "ServiceClientError",
     "ServiceConnectionError",
+    "ServiceCooldownError",
+    "ServiceDeadlineError",
     "ServiceDecodeError",
     "ServiceIncompleteBodyError",
     "ServiceProxyError",
     "ServiceRedirectError",
+    "ServiceRejectedError",
     "ServiceRequestError",
     "ServiceResponseError",
     "ServiceServerError",
@@ -51,6 +61,10 @@ class ErrorKind(enum.StrEnum):
     CLIENT_ERROR = "client_error"
     SERVER_ERROR = "server_error"
     DECODE = "decode"
+    DEADLINE = "deadline"
+    CIRCUIT_OPEN = "circuit_open"
+    BULKHEAD_FULL = "bulkhead_full"
+    COOLDOWN = "cooldown"
 
 
 class ServiceProxyError(Exception):
@@ -63,6 +77,8 @@ class ServiceProxyError(Exception):
 
     kind: ErrorKind = ErrorKind.CONNECTION
     retryable = False
+    # Seconds the upstream asked callers to wait, from a Retry-After header.
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -139,11 +155,44 @@ class ServiceTimeoutError(ServiceRequestError, TimeoutError):
     retryable = True
 
 
+class ServiceDeadlineError(ServiceTimeoutError):
+    """The call's overall deadline passed before it could finish.
+
+    Not retried and not counted against the circuit breaker: the time ran out on
+    the caller's side, which says nothing about the upstream's health.
+    """
+
+    kind = ErrorKind.DEADLINE
+    retryable = False
+
+
 class ServiceIncompleteBodyError(ServiceRequestError):
     """The response body ended before the length the upstream declared."""
 
     kind = ErrorKind.INCOMPLETE_BODY
     retryable = True
+
+
+class ServiceRejectedError(ServiceProxyError):
+    """The proxy refused to send the call; nothing reached the network."""
+
+
+class CircuitOpenError(ServiceRejectedError):
+    """The service's circuit breaker is open, so calls fail at once."""
+
+    kind = ErrorKind.CIRCUIT_OPEN
+
+
+class BulkheadFullError(ServiceRejectedError):
+    """The service's bulkhead has no free slot and its queue is full."""
+
+    kind = ErrorKind.BULKHEAD_FULL
+
+
+class ServiceCooldownError(ServiceRejectedError):
+    """The service asked callers to wait longer than the call's deadline allows."""
+
+    kind = ErrorKind.COOLDOWN
 
 
 class ServiceResponseError(ServiceProxyError):

@@ -27,6 +27,9 @@ class InterviewServiceProxy(BaseServiceProxy):
     """Client of interview-service: interviews, candidates and their stats."""
 
     service_name = "interview-service"
+    cacheable_reads = frozenset(
+        {"get_interview", "get_candidates", "get_interview_stats"}
+    )
 
     async def create_interview(
         self,
@@ -43,7 +46,11 @@ class InterviewServiceProxy(BaseServiceProxy):
     ) -> Interview:
         """Fetch one interview by id."""
         path = f"/interviews/{path_segment(interview_id)}"
-        return await self.get(path, model=Interview, **options)
+        return await self._cached(
+            "get_interview",
+            interview_id,
+            lambda: self.get(path, model=Interview, **options),
+        )
 
     async def get_user_interviews(
         self,
@@ -70,20 +77,30 @@ class InterviewServiceProxy(BaseServiceProxy):
         body = InterviewUpdate.model_validate(update)
         path = f"/interviews/{path_segment(interview_id)}"
         options = with_idempotency_key(options)
-        return await self.patch(path, body, model=Interview, **options)
+        try:
+            return await self.patch(path, body, model=Interview, **options)
+        finally:
+            self._invalidate(interview_id)
 
     async def delete_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> None:
         """Delete an interview."""
-        await self.delete(f"/interviews/{path_segment(interview_id)}", **options)
+        try:
+            await self.delete(f"/interviews/{path_segment(interview_id)}", **options)
+        finally:
+            self._invalidate(interview_id)
 
     async def get_candidates(
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> CandidateList:
         """List the candidates of an interview."""
         path = f"/interviews/{path_segment(interview_id)}/candidates"
-        return await self.get(path, model=CandidateList, **options)
+        return await self._cached(
+            "get_candidates",
+            interview_id,
+            lambda: self.get(path, model=CandidateList, **options),
+        )
 
     async def add_candidate(
         self,
@@ -95,14 +112,21 @@ class InterviewServiceProxy(BaseServiceProxy):
         body = CandidateCreate.model_validate(candidate)
         path = f"/interviews/{path_segment(interview_id)}/candidates"
         options = with_idempotency_key(options)
-        return await self.post(path, body, model=Candidate, **options)
+        try:
+            return await self.post(path, body, model=Candidate, **options)
+        finally:
+            self._invalidate(interview_id)
 
     async def get_interview_stats(
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> InterviewStats:
         """Fetch the candidate counts of an interview."""
         path = f"/interviews/{path_segment(interview_id)}/stats"
-        return await self.get(path, model=InterviewStats, **options)
+        return await self._cached(
+            "get_interview_stats",
+            interview_id,
+            lambda: self.get(path, model=InterviewStats, **options),
+        )
 
     async def get_user_interview_stats(
         self, user_id: str, **options: Unpack[RequestOptions]
@@ -134,4 +158,7 @@ class InterviewServiceProxy(BaseServiceProxy):
     ) -> Interview:
         path = f"/interviews/{path_segment(interview_id)}/{action}"
         options = with_idempotency_key(options)
-        return await self.post(path, model=Interview, **options)
+        try:
+            return await self.post(path, model=Interview, **options)
+        finally:
+            self._invalidate(interview_id)

@@ -24,18 +24,25 @@ class UserServiceProxy(BaseServiceProxy):
     """Client of user-service: users, profiles, quota and stats."""
 
     service_name = "user-service"
+    cacheable_reads = frozenset({"get_user", "get_user_profile", "get_user_stats"})
 
     async def get_user(self, user_id: str, **options: Unpack[RequestOptions]) -> User:
         """Fetch one user by id."""
         path = f"/users/{path_segment(user_id)}"
-        return await self.get(path, model=User, **options)
+        return await self._cached(
+            "get_user", user_id, lambda: self.get(path, model=User, **options)
+        )
 
     async def get_user_profile(
         self, user_id: str, **options: Unpack[RequestOptions]
     ) -> UserProfile:
         """Fetch the profile of a user."""
         path = f"/users/{path_segment(user_id)}/profile"
-        return await self.get(path, model=UserProfile, **options)
+        return await self._cached(
+            "get_user_profile",
+            user_id,
+            lambda: self.get(path, model=UserProfile, **options),
+        )
 
     async def update_user_profile(
         self,
@@ -47,7 +54,11 @@ class UserServiceProxy(BaseServiceProxy):
         body = UserProfileUpdate.model_validate(update)
         path = f"/users/{path_segment(user_id)}/profile"
         options = with_idempotency_key(options)
-        return await self.patch(path, body, model=UserProfile, **options)
+        try:
+            return await self.patch(path, body, model=UserProfile, **options)
+        finally:
+            # Also after a failure: a timed-out write may still have applied.
+            self._invalidate(user_id)
 
     async def reserve_interview_quota(
         self, user_id: str, **options: Unpack[RequestOptions]
@@ -59,7 +70,10 @@ class UserServiceProxy(BaseServiceProxy):
         """
         path = f"/users/{path_segment(user_id)}/quota/reservations"
         options = with_idempotency_key(options)
-        return await self.post(path, model=QuotaReservation, **options)
+        try:
+            return await self.post(path, model=QuotaReservation, **options)
+        finally:
+            self._invalidate(user_id)
 
     async def release_quota(
         self, user_id: str, reservation_id: str, **options: Unpack[RequestOptions]
@@ -70,14 +84,21 @@ class UserServiceProxy(BaseServiceProxy):
             f"{path_segment(reservation_id)}"
         )
         options = with_idempotency_key(options)
-        await self.delete(path, **options)
+        try:
+            await self.delete(path, **options)
+        finally:
+            self._invalidate(user_id)
 
     async def get_user_stats(
         self, user_id: str, **options: Unpack[RequestOptions]
     ) -> UserStats:
         """Fetch activity counters and quota use of a user."""
         path = f"/users/{path_segment(user_id)}/stats"
-        return await self.get(path, model=UserStats, **options)
+        return await self._cached(
+            "get_user_stats",
+            user_id,
+            lambda: self.get(path, model=UserStats, **options),
+        )
 
     async def check_user_exists(
         self, email: str, **options: Unpack[RequestOptions]

@@ -12,13 +12,28 @@ import pytest
 from app.aggregators import DashboardAggregator
 from app.aggregators.dashboard import DASHBOARD_INTERVIEWS_LIMIT
 from app.metrics import ProxyMetrics
+from app.models import InterviewList, User
 from app.proxies import (
     InterviewServiceProxy,
     ServiceClientError,
+    ServiceServerError,
+    ServiceTimeoutError,
     UserServiceProxy,
 )
 from tests.conftest import ProxyFactory
 from tests.helpers import Sandbox, run_sandbox_apps
+
+USER = User.model_validate(
+    {
+        "id": "1",
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "role": "admin",
+        "isActive": True,
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+)
 
 
 def build_aggregator(make_proxy: ProxyFactory, sandbox: Sandbox) -> DashboardAggregator:
@@ -41,9 +56,12 @@ class TestDashboard:
         dashboard = await aggregator.get_user_dashboard("1")
 
         assert dashboard.user.id == "1"
+        assert dashboard.stats is not None
         assert dashboard.stats.user_id == "1"
+        assert dashboard.interviews is not None
         assert 0 < len(dashboard.interviews) <= DASHBOARD_INTERVIEWS_LIMIT
         assert {interview.user_id for interview in dashboard.interviews} == {"1"}
+        assert dashboard.errors == []
 
     async def test_calls_run_in_parallel(self, make_proxy: ProxyFactory) -> None:
         """With 200 ms of upstream latency the three calls end in under 300 ms."""
@@ -72,7 +90,43 @@ class TestDashboard:
 
 
 class TestFailure:
-    """When one call fails, the others are cancelled and awaited."""
+    """A failed user cancels the rest; failed optional parts degrade."""
+
+    async def test_optional_failures_degrade(self) -> None:
+        """Failing interviews and stats give None parts and two error entries."""
+        users = AsyncMock(spec=UserServiceProxy)
+        users.get_user.return_value = USER
+        users.get_user_stats.side_effect = ServiceTimeoutError(
+            "user-service", None, "slow"
+        )
+        interviews = AsyncMock(spec=InterviewServiceProxy)
+        interviews.get_user_interviews.side_effect = ServiceServerError(
+            "interview-service", 502, "bad gateway"
+        )
+
+        dashboard = await DashboardAggregator(users, interviews).get_user_dashboard("1")
+
+        assert dashboard.user == USER
+        assert dashboard.interviews is None
+        assert dashboard.stats is None
+        kinds = {(error.part, error.service, error.kind) for error in dashboard.errors}
+        assert kinds == {
+            ("interviews", "interview-service", "server_error"),
+            ("stats", "user-service", "timeout"),
+        }
+
+    async def test_programming_error_in_optional_part_is_raised(self) -> None:
+        """Only service failures degrade; a bug in an optional call propagates."""
+        users = AsyncMock(spec=UserServiceProxy)
+        users.get_user.return_value = USER
+        users.get_user_stats.side_effect = KeyError("bug")
+        interviews = AsyncMock(spec=InterviewServiceProxy)
+        interviews.get_user_interviews.return_value = InterviewList(
+            interviews=[], total=0
+        )
+
+        with pytest.raises(KeyError):
+            await DashboardAggregator(users, interviews).get_user_dashboard("1")
 
     async def test_failure_cancels_siblings(self, metrics: ProxyMetrics) -> None:
         """No sibling call is left running after the first failure."""

@@ -17,8 +17,8 @@ from app.gateway import create_app
 from app.models import Dashboard
 from app.proxies import ServiceConnectionError, ServiceTimeoutError
 from app.settings import Settings
+from app.testing import ScriptedUpstream, closed_port_url
 from tests.helpers import Sandbox, serve_app, service_settings
-from tests.upstream import ScriptedUpstream, closed_port_url
 
 DASHBOARD_JSON: dict[str, Any] = {
     "user": {
@@ -170,7 +170,7 @@ class TestErrorMapping:
             status, body = await get_json(client, "/api/dashboard/7")
 
         assert status == 200
-        assert body == DASHBOARD_JSON
+        assert body == {**DASHBOARD_JSON, "errors": [], "stale": []}
         fake.get_user_dashboard.assert_awaited_once_with("7")
 
     @pytest.mark.parametrize("user_id", ["..%2Fadmin", "a" * 1000, "a%20b", "%00"])
@@ -227,10 +227,37 @@ class TestHealth:
         assert status == 200
         assert body == {"status": "alive"}
 
-    async def test_ready(self) -> None:
-        """/health/ready answers 200 once the resources are open."""
-        async with gateway(Container()) as client:
+    async def test_ready_with_upstreams_up(self, sandbox: Sandbox) -> None:
+        """/health/ready answers 200 when every upstream is healthy."""
+        async with gateway(container_for(sandbox.settings())) as client:
             status, body = await get_json(client, "/health/ready")
 
         assert status == 200
-        assert body == {"status": "ready"}
+        assert body["status"] == "ready"
+        assert body["services"]["user-service"]["reachable"]
+        assert body["services"]["interview-service"]["circuit"] == "closed"
+
+    async def test_not_ready_without_user_service(self, sandbox: Sandbox) -> None:
+        """/health/ready answers 503 when the required user-service is down."""
+        settings = Settings(
+            user_service=service_settings(closed_port_url()),
+            interview_service=service_settings(sandbox.interview_url),
+        )
+        async with gateway(container_for(settings)) as client:
+            status, body = await get_json(client, "/health/ready")
+
+        assert status == 503
+        assert body["status"] == "not_ready"
+        assert not body["services"]["user-service"]["reachable"]
+
+    async def test_degraded_without_interview_service(self, sandbox: Sandbox) -> None:
+        """An optional upstream down leaves the gateway ready but degraded."""
+        settings = Settings(
+            user_service=service_settings(sandbox.user_url),
+            interview_service=service_settings(closed_port_url()),
+        )
+        async with gateway(container_for(settings)) as client:
+            status, body = await get_json(client, "/health/ready")
+
+        assert status == 200
+        assert body["status"] == "degraded"

@@ -26,9 +26,9 @@ from app.proxies import (
     UserServiceProxy,
 )
 from app.proxies.wire import ERROR_TEXT_LIMIT
+from app.testing import Reply, ScriptedUpstream, closed_port_url
 from tests.conftest import ProxyFactory
 from tests.helpers import sample, service_settings
-from tests.upstream import Reply, ScriptedUpstream, closed_port_url
 
 SERVICE = "user-service"
 
@@ -592,8 +592,10 @@ class TestMetrics:
         assert not any("@" in value for value in label_values)
         services = {dict(labels).get("service") for labels in label_sets}
         assert services == {SERVICE}
-        methods = {dict(labels).get("method") for labels in label_sets}
+        methods = {dict(labels).get("method") for labels in label_sets} - {None}
         assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE"}
+        label_names = {name for labels in label_sets for name, _ in labels}
+        assert label_names <= {"service", "method", "status", "reason", "result", "le"}
 
 
 class TestSessionLifecycle:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.upstream import (
+from app.testing.upstream import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
     Reply,

@@ -1,0 +1,514 @@
+"""CallEngine: one service's attempts, retries, deadlines and resilience policies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import tenacity
+import yarl
+from loguru import logger
+
+from app.metrics import HTTP_METHODS, CallMetrics, ProxyMetrics
+from app.proxies import wire
+from app.proxies.errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    ServiceClientError,
+    ServiceConnectionError,
+    ServiceCooldownError,
+    ServiceDeadlineError,
+    ServiceProxyError,
+    ServiceRedirectError,
+    ServiceRejectedError,
+    ServiceSessionClosedError,
+    ServiceTimeoutError,
+)
+from app.resilience.breaker import CircuitBreaker, CircuitState
+from app.resilience.budget import RetryBudget
+from app.resilience.bulkhead import Bulkhead, BulkheadRejectedError
+from app.resilience.deadline import DEADLINE_HEADER
+from app.resilience.retry_after import Cooldown, parse_retry_after
+from app.settings import ServiceSettings
+
+__all__ = ["CallEngine", "CallRequest"]
+
+# Methods that RFC 9110, section 9.2.2, defines as idempotent.
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Errors of one attempt that translate_client_error turns into ServiceProxyError.
+_CLIENT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# Statuses whose Retry-After header the engine honours; 429 only when retryable.
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One logical call, ready to send as many times as its retries allow."""
+
+    target: wire.CallTarget
+    url: yarl.URL
+    params: Mapping[str, str] | None
+    body: bytes | None
+    headers: Mapping[str, str]
+    timeout: float
+    retries: int
+    deadline: float | None
+    model: Any | None
+
+    @property
+    def idempotent(self) -> bool:
+        """True when repeating the call cannot apply its effect twice."""
+        if self.target.method in _IDEMPOTENT_METHODS:
+            return True
+        return any(name.lower() == "idempotency-key" for name in self.headers)
+
+    def remaining(self) -> float | None:
+        """Return the seconds left before the deadline, or None without one."""
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+
+class CallEngine:
+    """Send the calls of one service through its deadline, breaker and bulkhead.
+
+    The first attempt runs without a retry controller, so that a call that
+    succeeds at once pays nothing for one; tenacity runs every repeat, with
+    exponential backoff, jitter, Retry-After, the retry budget and the deadline
+    deciding whether and when.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        session: aiohttp.ClientSession,
+        settings: ServiceSettings,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._session = session
+        self._log = logger.bind(service=name)
+        self._metrics: dict[str, CallMetrics] = {
+            method: metrics.for_call(name, method) for method in HTTP_METHODS
+        }
+        self._rejected = metrics.rejected
+        self._skipped = metrics.retries_skipped
+        self._backoff = _backoff_strategy(settings)
+        self.cooldown = Cooldown()
+        self.breaker = self._build_breaker(settings)
+        gauge = metrics.circuit_state.labels(name)
+        breaker = self.breaker
+        if breaker is None:
+            gauge.set(CircuitState.CLOSED)
+        else:
+            # Read at scrape time, so that an open circuit whose break has ended
+            # shows as half-open before the next call arrives.
+            gauge.set_function(lambda: breaker.state)
+        self.budget = (
+            RetryBudget(
+                ratio=settings.budget_ratio,
+                min_retries=settings.budget_min_retries,
+                window=settings.budget_window,
+            )
+            if settings.budget_enabled
+            else None
+        )
+        self.bulkhead = (
+            Bulkhead(
+                max_concurrent=settings.bulkhead_max_concurrent,
+                max_queue=settings.bulkhead_max_queue,
+            )
+            if settings.bulkhead_enabled
+            else None
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared client session that every attempt uses."""
+        return self._session
+
+    async def call(self, request: CallRequest) -> Any:
+        """Send one logical call and record its outcome.
+
+        Raises:
+            ServiceProxyError: the call failed; the last attempt's error is raised.
+        """
+        metrics = self._metrics[request.target.method]
+        started = time.perf_counter()
+        try:
+            result = await self._execute(request)
+        except ServiceProxyError as exc:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            metrics.error.inc()
+            metrics.duration.observe(elapsed_ms)
+            self._log.error(
+                "{method} {path} failed after {attempts} attempt(s) "
+                "in {duration_ms:.1f} ms: {kind} {status}",
+                method=request.target.method,
+                path=request.target.path,
+                attempts=exc.attempts,
+                duration_ms=elapsed_ms,
+                kind=exc.kind.value,
+                status=exc.status_code,
+            )
+            raise
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.success.inc()
+        metrics.duration.observe(elapsed_ms)
+        return result
+
+    async def _execute(self, request: CallRequest) -> Any:
+        try:
+            return await self._attempt(request, attempt=1)
+        except ServiceRejectedError:
+            raise
+        except ServiceProxyError as exc:
+            if request.retries == 0 or not self._may_retry(exc, request):
+                raise
+            first_error = exc
+        return await self._retry(request, first_error)
+
+    async def _retry(self, request: CallRequest, first_error: ServiceProxyError) -> Any:
+        pending: ServiceProxyError | None = first_error
+        retrying = tenacity.AsyncRetrying(
+            stop=lambda state: self._should_stop(request, state),
+            wait=lambda state: self._wait_seconds(state),
+            retry=tenacity.retry_if_exception(
+                lambda exc: (
+                    isinstance(exc, ServiceProxyError)
+                    and not isinstance(exc, ServiceRejectedError)
+                    and self._may_retry(exc, request)
+                )
+            ),
+            before_sleep=lambda state: self._before_sleep(request, state),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending is not None:
+                        # Replays the first attempt's error, so that tenacity
+                        # counts it and waits before the second attempt.
+                        error, pending = pending, None
+                        raise error
+                    number = attempt.retry_state.attempt_number
+                    return await self._attempt(request, attempt=number)
+        except ServiceProxyError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
+        message = "the retry loop ended without a result"  # pragma: no cover
+        raise AssertionError(message)  # pragma: no cover
+
+    def _may_retry(self, exc: ServiceProxyError, request: CallRequest) -> bool:
+        """Tell whether a failed attempt may be repeated, and count why not."""
+        if isinstance(exc, ServiceDeadlineError):
+            reason = "deadline"
+        elif not (exc.retryable or self._retryable_429(exc)):
+            reason = "not_retryable"
+        elif request.idempotent or (
+            isinstance(exc, ServiceConnectionError) and not exc.request_sent
+        ):
+            return True
+        else:
+            reason = "not_idempotent"
+        self._skip(request, reason, exc)
+        return False
+
+    def _retryable_429(self, exc: ServiceProxyError) -> bool:
+        return self.settings.retry_on_429 and exc.status_code == 429
+
+    def _should_stop(
+        self, request: CallRequest, state: tenacity.RetryCallState
+    ) -> bool:
+        if state.attempt_number > request.retries:
+            self._skip(request, "attempts_exhausted", None)
+            return True
+        if self.breaker is not None and self.breaker.state is CircuitState.OPEN:
+            self._reject(request, "circuit_open")
+            return True
+        remaining = request.remaining()
+        if remaining is not None and remaining - state.upcoming_sleep < request.timeout:
+            self._reject(request, "deadline")
+            return True
+        if self.budget is not None and not self.budget.try_spend():
+            self._reject(request, "retry_budget")
+            return True
+        return False
+
+    def _wait_seconds(self, state: tenacity.RetryCallState) -> float:
+        wait = float(self._backoff(state))
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return wait
+
+    def _before_sleep(
+        self, request: CallRequest, state: tenacity.RetryCallState
+    ) -> None:
+        self._metrics[request.target.method].retries.inc()
+        outcome = state.outcome
+        cause = outcome.exception() if outcome is not None else None
+        self._log.warning(
+            "{method} {path} attempt {attempt} failed ({cause}); "
+            "retrying in {wait:.2f} s",
+            method=request.target.method,
+            path=request.target.path,
+            attempt=state.attempt_number,
+            cause=type(cause).__name__,
+            kind=getattr(cause, "kind", None),
+            wait=state.upcoming_sleep,
+        )
+
+    def _skip(
+        self, request: CallRequest, reason: str, exc: ServiceProxyError | None
+    ) -> None:
+        self._skipped.labels(self.name, reason).inc()
+        self._log.debug(
+            "{method} {path} not retried: {reason}",
+            method=request.target.method,
+            path=request.target.path,
+            reason=reason,
+            kind=None if exc is None else exc.kind.value,
+        )
+
+    def _reject(self, request: CallRequest, reason: str) -> None:
+        self._rejected.labels(self.name, reason).inc()
+        self._log.debug(
+            "{method} {path} attempt rejected: {reason}",
+            method=request.target.method,
+            path=request.target.path,
+            reason=reason,
+        )
+
+    async def _attempt(self, request: CallRequest, *, attempt: int) -> Any:
+        target = request.target
+        if self._session.closed:
+            details = "the client session is closed; the container was shut down"
+            raise ServiceSessionClosedError(
+                self.name, None, details, method=target.method, path=target.path
+            )
+        remaining = await self._wait_for_cooldown(request)
+        breaker = self.breaker
+        if breaker is not None and not breaker.try_acquire():
+            self._reject(request, "circuit_open")
+            details = f"circuit open; next probe in {breaker.open_remaining():.1f} s"
+            raise CircuitOpenError(
+                self.name, None, details, method=target.method, path=target.path
+            )
+        try:
+            result = await self._attempt_in_bulkhead(request, attempt, remaining)
+        except ServiceProxyError as exc:
+            self._record_outcome(exc)
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.record_ignored()
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        return result
+
+    async def _wait_for_cooldown(self, request: CallRequest) -> float | None:
+        """Wait out a shared Retry-After cool-down; return the deadline's remainder."""
+        remaining = request.remaining()
+        if remaining is not None and remaining <= 0:
+            self._reject(request, "deadline")
+            raise self._deadline_error(request, "the deadline passed before sending")
+        cooldown = self.cooldown.remaining()
+        if not cooldown:
+            return remaining
+        if remaining is not None and cooldown >= remaining:
+            self._reject(request, "cooldown")
+            details = (
+                f"the service asked callers to wait {cooldown:.1f} s, beyond the "
+                f"call's remaining {remaining:.1f} s"
+            )
+            raise ServiceCooldownError(
+                self.name,
+                None,
+                details,
+                method=request.target.method,
+                path=request.target.path,
+            )
+        await asyncio.sleep(cooldown)
+        return request.remaining()
+
+    async def _attempt_in_bulkhead(
+        self, request: CallRequest, attempt: int, remaining: float | None
+    ) -> Any:
+        bulkhead = self.bulkhead
+        if bulkhead is None:
+            return await self._send(request, attempt, remaining)
+        if not bulkhead.try_acquire():
+            await self._queue_for_bulkhead(request, bulkhead, remaining)
+            remaining = request.remaining()
+        try:
+            return await self._send(request, attempt, remaining)
+        finally:
+            bulkhead.release()
+
+    async def _queue_for_bulkhead(
+        self, request: CallRequest, bulkhead: Bulkhead, remaining: float | None
+    ) -> None:
+        target = request.target
+        try:
+            async with asyncio.timeout(remaining):
+                await bulkhead.acquire_queued()
+        except BulkheadRejectedError as exc:
+            self._reject(request, "bulkhead_full")
+            raise BulkheadFullError(
+                self.name, None, str(exc), method=target.method, path=target.path
+            ) from exc
+        except TimeoutError as exc:
+            self._reject(request, "deadline")
+            details = "the deadline passed while waiting for a bulkhead slot"
+            raise self._deadline_error(request, details) from exc
+
+    def _record_outcome(self, exc: ServiceProxyError) -> None:
+        """Tell the breaker what a failed attempt says about the service's health."""
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if isinstance(exc, ServiceClientError | ServiceRedirectError):
+            # The service answered as designed; 4xx say nothing of its health.
+            breaker.record_success()
+        elif exc.retryable and not isinstance(exc, ServiceDeadlineError):
+            # 5xx, timeouts, refused or broken connections and cut bodies.
+            breaker.record_failure()
+        else:
+            # Rejections, deadlines, a closed session and undecodable bodies are
+            # on this side of the wire.
+            breaker.record_ignored()
+
+    async def _send(
+        self, request: CallRequest, attempt: int, remaining: float | None
+    ) -> Any:
+        target = request.target
+        timeout = request.timeout
+        capped = remaining is not None and remaining < timeout
+        if capped:
+            timeout = max(remaining or 0.0, 0.0)
+        headers = {**request.headers, DEADLINE_HEADER: str(int(timeout * 1000))}
+        self._log.debug(
+            "{method} {path} attempt {attempt}",
+            method=target.method,
+            path=target.path,
+            attempt=attempt,
+        )
+        started = time.perf_counter()
+        retry_after: str | None = None
+        try:
+            async with self._session.request(
+                target.method,
+                request.url,
+                params=request.params,
+                data=request.body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                if status in _RETRY_AFTER_STATUSES:
+                    retry_after = response.headers.get("Retry-After")
+                body = await wire.read_body(
+                    target, response, self.settings.max_body_bytes
+                )
+        except _CLIENT_ERRORS as exc:
+            error = wire.translate_client_error(target, exc)
+            if capped and isinstance(error, ServiceTimeoutError):
+                error = self._deadline_error(request, "the deadline passed mid-call")
+            raise error from exc
+        except RuntimeError as exc:
+            # aiohttp raises RuntimeError when the session closes under a call.
+            if not self._session.closed:
+                raise
+            raise ServiceSessionClosedError(
+                self.name, None, str(exc), method=target.method, path=target.path
+            ) from exc
+        self._log.debug(
+            "{method} {path} -> {status} in {duration_ms:.1f} ms",
+            method=target.method,
+            path=target.path,
+            status=status,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        if status >= 300:
+            error = wire.status_error(target, status, body)
+            self._apply_retry_after(error, retry_after)
+            raise error
+        return wire.decode_body(target, status, body, request.model)
+
+    def _apply_retry_after(self, error: ServiceProxyError, header: str | None) -> None:
+        if header is None:
+            return
+        if error.status_code == 429 and not self.settings.retry_on_429:
+            return
+        seconds = parse_retry_after(header)
+        if seconds is None:
+            return
+        seconds = min(seconds, self.settings.retry_after_max)
+        error.retry_after = seconds
+        self.cooldown.extend(seconds)
+
+    def _deadline_error(
+        self, request: CallRequest, details: str
+    ) -> ServiceDeadlineError:
+        return ServiceDeadlineError(
+            self.name,
+            None,
+            details,
+            method=request.target.method,
+            path=request.target.path,
+        )
+
+    def _build_breaker(self, settings: ServiceSettings) -> CircuitBreaker | None:
+        if not settings.breaker_enabled:
+            return None
+        return CircuitBreaker(
+            self.name,
+            failure_ratio=settings.breaker_failure_ratio,
+            minimum_calls=settings.breaker_minimum_calls,
+            window=settings.breaker_window,
+            break_duration=settings.breaker_break_duration,
+            half_open_probes=settings.breaker_half_open_probes,
+            on_state_change=self._circuit_changed,
+        )
+
+    def _circuit_changed(self, name: str, old: CircuitState, new: CircuitState) -> None:
+        self._log.warning(
+            "circuit of {service} went from {old} to {new}",
+            service=name,
+            old=old.name.lower(),
+            new=new.name.lower(),
+        )
+
+
+def _backoff_strategy(settings: ServiceSettings) -> tenacity.wait.wait_base:
+    """Build the exponential backoff with the configured kind of jitter.
+
+    Equal jitter waits half the exponential step plus a random part of the other
+    half, so no retry fires at once and a fleet of callers spreads out.
+    """
+    initial = settings.backoff_initial
+    base = settings.backoff_multiplier
+    ceiling = settings.backoff_max
+    if settings.jitter == "full":
+        return tenacity.wait_random_exponential(
+            multiplier=initial, exp_base=base, max=ceiling
+        )
+    if settings.jitter == "equal":
+        half_fixed = tenacity.wait_exponential(
+            multiplier=initial / 2, exp_base=base, max=ceiling / 2
+        )
+        half_random = tenacity.wait_random_exponential(
+            multiplier=initial / 2, exp_base=base, max=ceiling / 2
+        )
+        return half_fixed + half_random
+    return tenacity.wait_exponential(multiplier=initial, exp_base=base, max=ceiling)
