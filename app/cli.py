@@ -38,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Invalid settings or arguments: one clear line, no traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # Most often a port that another process already listens on.
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -86,8 +86,8 @@ class ServiceSettings(BaseModel):
 
     breaker_enabled: bool = True
     breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
-    breaker_minimum_calls: int = Field(default=20, ge=1, le=100000)
-    breaker_window: float = Field(default=10.0, gt=0, le=3600)
+    breaker_minimum_calls: int = Field(default=10, ge=1, le=100000)
+    breaker_window: float = Field(default=30.0, gt=0, le=3600)
     breaker_break_duration: float = Field(default=15.0, gt=0, le=3600)
     breaker_half_open_probes: int = Field(default=3, ge=1, le=1000)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +18,7 @@ from app.proxies import wire
 from app.proxies.engine import CallEngine, CallRequest
 from app.proxies.errors import (
     ServiceClientError,
+    ServiceDeadlineError,
     ServiceDecodeError,
     ServiceProxyError,
     ServiceRedirectError,
@@ -326,14 +328,24 @@ class BaseServiceProxy:
         ttl = self.settings.cache_ttl.get(operation)
         if ttl is None or self._cache is None:
             return await load()
-        result = await self._cache.get_or_load(
-            (operation, key),
-            load,
-            ttl=ttl,
-            stale_if_error=self.settings.cache_stale_if_error,
-            group=key,
-            serve_stale=_is_upstream_failure,
-        )
+        deadline = self._deadline(None)
+        try:
+            # A caller that joined another caller's load waits on that load's
+            # deadline; this bounds the wait by its own.
+            async with asyncio.timeout_at(_loop_time_of(deadline)):
+                result = await self._cache.get_or_load(
+                    (operation, key),
+                    load,
+                    ttl=ttl,
+                    stale_if_error=self.settings.cache_stale_if_error,
+                    group=key,
+                    serve_stale=_is_upstream_failure,
+                )
+        except TimeoutError as exc:
+            details = "the deadline passed while waiting for a shared cached read"
+            raise ServiceDeadlineError(
+                self.name, None, details, method="GET", path=operation
+            ) from exc
         self._cache_results[result.source].inc()
         if result.source == "stale":
             note_stale_read(StaleRead(self.name, operation, result.age))
@@ -425,6 +437,13 @@ def _retries(value: int | None, default: int) -> int:
         message = f"retries must be 0 to {MAX_RETRIES}, got {value}"
         raise ValueError(message)
     return value
+
+
+def _loop_time_of(deadline: float | None) -> float | None:
+    """Convert a time.monotonic() deadline to the running loop's clock."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
 def _is_upstream_failure(exc: BaseException) -> bool:

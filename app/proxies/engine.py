@@ -146,7 +146,11 @@ class CallEngine:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
             metrics.duration.observe(elapsed_ms)
-            self._log.error(
+            # A rejection repeats for every call while a circuit is open; the
+            # transition was logged at WARNING and the metrics count the rest.
+            level = "DEBUG" if isinstance(exc, ServiceRejectedError) else "ERROR"
+            self._log.log(
+                level,
                 "{method} {path} failed after {attempts} attempt(s) "
                 "in {duration_ms:.1f} ms: {kind} {status}",
                 method=request.target.method,

@@ -664,3 +664,22 @@ class TestReadCache:
         """A cache_ttl entry for a method that cannot be cached fails at start."""
         with pytest.raises(ValueError, match="update_user_profile"):
             make_proxy("http://127.0.0.1:1", cache_ttl={"update_user_profile": 5})
+
+    async def test_joined_read_keeps_its_own_deadline(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A caller that joins a slow shared load gives up at its own deadline."""
+        upstream.script(Reply(delay_headers=0.4, body=USER_JSON))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+        leader = asyncio.ensure_future(proxy.get_user("1"))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+
+        with deadline_scope(0.1), pytest.raises(ServiceDeadlineError):
+            await proxy.get_user("1")
+
+        assert time.perf_counter() - started < 0.3
+        assert (await leader).id == "1"
+        assert upstream.hits == 1
