@@ -85,8 +85,18 @@ async def init_resources(container: containers.Container) -> None:
 
 
 async def shutdown_resources(container: containers.Container) -> None:
-    """Close the container's resources; calls made afterwards raise errors."""
+    """Close the container's resources and forget the singletons built on them.
+
+    Proxies obtained before the shutdown raise ServiceSessionClosedError; the next
+    ``init_resources`` opens a new session and the next resolve builds new
+    proxies, so one container can be started again.
+    """
     await _await_if_needed(container.shutdown_resources())
+    for singleton in container.traverse(types=[providers.Singleton]):
+        # Only singletons built on a resource hold something closed now; the
+        # settings and the metrics registry live on across restarts.
+        if next(singleton.traverse(types=[providers.Resource]), None) is not None:
+            singleton.reset()
 
 
 @asynccontextmanager

@@ -117,3 +117,29 @@ class TestOverrides:
 
         assert user.email == "ada@example.com"
         fake.get_user.assert_awaited_once_with("1")
+
+
+class TestRestart:
+    """A container can be started again after a shutdown."""
+
+    async def test_second_start_gets_a_new_session(self, sandbox: Sandbox) -> None:
+        """Proxies resolved after a restart work on a fresh session."""
+        container = make_container(sandbox)
+        async with running_container(container):
+            first = await resolve(container.user_service)
+        async with running_container(container):
+            second = await resolve(container.user_service)
+            user = await second.get_user("1")
+
+        assert second is not first
+        assert user.id == "1"
+
+    async def test_metrics_registry_survives_restart(self, sandbox: Sandbox) -> None:
+        """The registry stays the same object, so /metrics keeps its series."""
+        container = make_container(sandbox)
+        async with running_container(container):
+            registry = container.metrics_registry()
+        async with running_container(container):
+            again = container.metrics_registry()
+
+        assert again is registry

@@ -125,6 +125,9 @@ async def read_json_object(request: web.Request) -> dict[str, object]:
         body = json.loads(raw, parse_constant=_reject_constant)
     except ValueError:
         raise ApiError(422, "The request body is not valid JSON.") from None
+    except RecursionError:
+        message = "The request body nests too deeply to be parsed."
+        raise ApiError(422, message) from None
     if not isinstance(body, dict):
         kind = type(body).__name__
         message = f"The request body must be a JSON object, got {kind}."

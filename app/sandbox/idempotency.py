@@ -1,4 +1,4 @@
-"""Idempotency-Key replay for POST and PATCH requests of a sandbox service."""
+"""Idempotency-Key replay for POST, PATCH and DELETE requests of a sandbox service."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from app.sandbox.common import ApiError, api_error_response
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_STORED_RESPONSES = 10_000
-IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+# DELETE is idempotent in its effect, but its answer is not: a repeated DELETE
+# gets 404. Replaying the first answer lets a retried release report success.
+IDEMPOTENT_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
 StoreKey = tuple[str, str, str]
 
@@ -89,7 +91,7 @@ class IdempotencyStore:
 
 
 def make_idempotency_middleware(store: IdempotencyStore) -> Middleware:
-    """Create a middleware that replays POST and PATCH responses by key.
+    """Create a middleware that replays POST, PATCH and DELETE responses by key.
 
     Responses to an `ApiError` are stored like successes. An unexpected exception
     stores nothing, so a client may retry with the same key.
@@ -128,7 +130,7 @@ async def _respond(request: web.Request, handler: Handler) -> web.Response:
 
 
 def _snapshot(response: web.Response) -> StoredResponse:
-    body = response.body
+    body = b"" if response.body is None else response.body
     if not isinstance(body, bytes):
         message = f"Cannot store a response body of type {type(body).__name__}"
         raise TypeError(message)

@@ -67,3 +67,19 @@ class TestIdempotency:
             after = await proxy.get_candidates("iv-0001")
 
         assert after.total == before.total + 1
+
+    async def test_retried_release_reports_success(
+        self, make_proxy: ProxyFactory
+    ) -> None:
+        """A release whose 204 was lost is retried and replayed, not a 404."""
+        faults = SandboxFaults()
+        async with serve_app(create_user_service_app(faults=faults)) as url:
+            proxy: UserServiceProxy = make_proxy(url, UserServiceProxy)
+            reservation = await proxy.reserve_interview_quota("1")
+            before = await proxy.get_user_stats("1")
+            faults.drop_after_commit("release_quota")
+
+            await proxy.release_quota("1", reservation.reservation_id)
+            after = await proxy.get_user_stats("1")
+
+        assert after.quota_used == before.quota_used - 1
