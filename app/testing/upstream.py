@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -38,6 +39,10 @@ _REJECTION_DRAIN_TIMEOUT = 0.5
 # Responses with these statuses end after the headers (RFC 9112 section 6.3).
 _NO_CONTENT_STATUSES = frozenset({204, 304})
 
+# Bytes of a filler body written per write and drain, which bound the memory that
+# the server holds for one such body.
+_FILLER_PIECE = b"x" * (64 * 1024)
+
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
@@ -67,6 +72,8 @@ class Reply:
     A dict or list body is sent as JSON, a str body as text/plain and a bytes body as
     application/octet-stream, unless ``content_type`` is set. ``headers`` replace the
     default headers of the same name, so a test can send a false Content-Length.
+    ``filler_bytes`` replaces ``body`` with that many ``x`` bytes, written in 64 KiB
+    pieces, so that a body of many megabytes never sits in the server's memory whole.
 
     The misbehaviours, applied in this order:
 
@@ -80,6 +87,8 @@ class Reply:
       ``slow_body_bytes`` body bytes after each interval, in seconds.
     - ``truncate_body_to``: send only this many body bytes under the full
       Content-Length, then close the connection.
+    - ``reset_after_bytes``: send the headers and only this many body bytes, then
+      close with a TCP RST. A chunked body is cut after this many payload bytes.
     - ``close_after``: send ``Connection: keep-alive`` but close the connection
       after the response.
     """
@@ -97,6 +106,8 @@ class Reply:
     reset: bool = False
     chunked: bool = False
     cut_chunked: bool = False
+    reset_after_bytes: int | None = None
+    filler_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not 200 <= self.status <= 599:
@@ -134,7 +145,55 @@ class Reply:
             )
             raise ValueError(message)
 
+        self._validate_filler()
         self._validate_truncation()
+        self._validate_reset_after()
+
+    def _validate_filler(self) -> None:
+        if self.filler_bytes is None:
+            return
+
+        if self.filler_bytes < 0:
+            message = f"filler_bytes must be >= 0, got {self.filler_bytes}"
+            raise ValueError(message)
+
+        if self.body is not None or self.status in _NO_CONTENT_STATUSES:
+            message = (
+                "filler_bytes replaces the body, so leave body unset and use a "
+                "status that has content"
+            )
+            raise ValueError(message)
+
+        combined = (
+            self.slow_body_interval,
+            self.truncate_body_to,
+            self.reset_after_bytes,
+        )
+        if any(value is not None for value in combined):
+            message = (
+                "filler_bytes does not combine with slow_body_interval, "
+                "truncate_body_to or reset_after_bytes"
+            )
+            raise ValueError(message)
+
+    def _validate_reset_after(self) -> None:
+        if self.reset_after_bytes is None:
+            return
+
+        if self.hang or self.reset or self.truncate_body_to is not None:
+            message = (
+                "reset_after_bytes excludes hang, reset and truncate_body_to, "
+                "so set only one"
+            )
+            raise ValueError(message)
+
+        full_length = self.body_length()
+        if not 0 <= self.reset_after_bytes < full_length:
+            message = (
+                f"reset_after_bytes must be in 0..{full_length - 1} for a body of "
+                f"{full_length} bytes, got {self.reset_after_bytes}"
+            )
+            raise ValueError(message)
 
     def _validate_truncation(self) -> None:
         if self.truncate_body_to is None:
@@ -188,7 +247,13 @@ class Reply:
         return cls(status=status, body=page, content_type="text/html; charset=utf-8")
 
     def encode_body(self) -> bytes:
-        """Return the body as it goes on the wire, before any truncation."""
+        """Return the body as it goes on the wire, before any truncation.
+
+        A filler body is built whole here, although the server writes it in pieces.
+        """
+        if self.filler_bytes is not None:
+            return b"x" * self.filler_bytes
+
         if self.body is None:
             return b""
 
@@ -199,6 +264,13 @@ class Reply:
             return self.body.encode()
 
         return json.dumps(self.body).encode()
+
+    def body_length(self) -> int:
+        """Return the length of the whole body, as a Content-Length header states it."""
+        if self.filler_bytes is not None:
+            return self.filler_bytes
+
+        return len(self.encode_body())
 
     def default_content_type(self) -> str | None:
         """Return the Content-Type sent when ``content_type`` is not set."""
@@ -211,7 +283,7 @@ class Reply:
         if isinstance(self.body, dict | list):
             return "application/json"
 
-        if isinstance(self.body, bytes):
+        if isinstance(self.body, bytes) or self.filler_bytes is not None:
             return "application/octet-stream"
 
         return None
@@ -255,9 +327,17 @@ class ScriptedUpstream:
     chunked transfer coding, and writes raw responses so that a reply can stall,
     truncate or drop the connection. Connections are kept alive unless the request
     or the reply asks to close them.
+
+    ``host`` is the loopback address to listen on. Another one, such as 127.0.0.2,
+    gives a second server that a redirect can name as a different host.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        if not _is_loopback(host):
+            message = f"host must be a loopback address such as 127.0.0.1, got {host!r}"
+            raise ValueError(message)
+
+        self.host = host
         self.requests: list[ReceivedRequest] = []
         self.connections = 0
         self._default_script: _Script | None = None
@@ -270,7 +350,7 @@ class ScriptedUpstream:
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(
-            self._handle_connection, "127.0.0.1", 0, limit=MAX_HEADER_BYTES
+            self._handle_connection, self.host, 0, limit=MAX_HEADER_BYTES
         )
         self._port = self._server.sockets[0].getsockname()[1]
         return self
@@ -301,7 +381,8 @@ class ScriptedUpstream:
     @property
     def url(self) -> str:
         """Base URL of the server, without a trailing slash."""
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def hits(self) -> int:
@@ -585,21 +666,38 @@ async def _send_reply(
         _reset_connection(writer)
         return False
 
-    body = reply.encode_body()
-    if request.method == "HEAD" or reply.status in _NO_CONTENT_STATUSES:
+    has_body = request.method != "HEAD" and reply.status not in _NO_CONTENT_STATUSES
+    # A filler body is written piece by piece below instead of being built here.
+    body = b"" if reply.filler_bytes is not None else reply.encode_body()
+    cut_at = reply.truncate_body_to
+    if cut_at is None:
+        cut_at = reply.reset_after_bytes
+
+    if not has_body:
         sent_body = b""
-    elif reply.truncate_body_to is not None:
-        sent_body = body[: reply.truncate_body_to]
+    elif cut_at is not None:
+        sent_body = body[:cut_at]
     else:
         sent_body = body
 
-    headers = _reply_headers(reply, body, close=close)
+    headers = _reply_headers(reply, reply.body_length(), close=close)
     writer.write(_format_head(reply.status, headers))
 
-    if reply.chunked and sent_body:
+    if reply.filler_bytes is not None and has_body:
+        await _write_filler(writer, reply)
+    elif reply.chunked and sent_body:
         await _write_chunked(writer, sent_body, reply)
     elif sent_body:
         await _write_body(writer, sent_body, reply)
+
+    if reply.reset_after_bytes is not None:
+        # A closing socket with SO_LINGER 0 drops what it has not sent, so the
+        # bytes must leave the transport first. A high-water mark of 0 makes
+        # drain() wait until its buffer is empty.
+        writer.transport.set_write_buffer_limits(high=0)
+        await writer.drain()
+        _reset_connection(writer)
+        return False
 
     if reply.chunked and not reply.cut_chunked and request.method != "HEAD":
         writer.write(b"0\r\n\r\n")
@@ -610,7 +708,7 @@ async def _send_reply(
     return not (cut_short or reply.close_after or close)
 
 
-def _reply_headers(reply: Reply, body: bytes, *, close: bool) -> dict[str, str]:
+def _reply_headers(reply: Reply, body_length: int, *, close: bool) -> dict[str, str]:
     """Build the response headers, letting ``reply.headers`` replace any default."""
     defaults: dict[str, str] = {}
     content_type = reply.default_content_type()
@@ -620,7 +718,7 @@ def _reply_headers(reply: Reply, body: bytes, *, close: bool) -> dict[str, str]:
     if reply.chunked:
         defaults["Transfer-Encoding"] = "chunked"
     elif reply.status not in _NO_CONTENT_STATUSES:
-        defaults["Content-Length"] = str(len(body))
+        defaults["Content-Length"] = str(body_length)
 
     defaults["Connection"] = "close" if close else "keep-alive"
 
@@ -675,6 +773,17 @@ async def _write_chunked(
         await writer.drain()
 
 
+async def _write_filler(writer: asyncio.StreamWriter, reply: Reply) -> None:
+    """Write ``reply.filler_bytes`` bytes, draining after each 64 KiB piece."""
+    assert reply.filler_bytes is not None
+    remaining = reply.filler_bytes
+    while remaining:
+        piece = _FILLER_PIECE[: min(remaining, len(_FILLER_PIECE))]
+        writer.write(_frame_chunk(piece) if reply.chunked else piece)
+        await writer.drain()
+        remaining -= len(piece)
+
+
 def _frame_chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
@@ -692,6 +801,13 @@ def _reset_connection(writer: asyncio.StreamWriter) -> None:
     # RST (socket(7) on Linux).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def closed_port_url() -> str:

@@ -1,7 +1,9 @@
 """Tests of the scripted upstream server that the client tests run against."""
 
 import asyncio
+import contextlib
 import io
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -64,6 +66,21 @@ async def send_raw(upstream: ScriptedUpstream, data: bytes) -> bytes:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def read_until_error(
+    reader: asyncio.StreamReader,
+) -> tuple[bytes, ConnectionError | None]:
+    """Read for up to 0.5 s until EOF or a connection error; return both."""
+    received = b""
+    try:
+        async with asyncio.timeout(0.5):
+            while chunk := await reader.read(MAX_HEADER_BYTES):
+                received += chunk
+    except ConnectionError as exc:
+        return received, exc
+
+    return received, None
 
 
 class TestReplies:
@@ -171,6 +188,18 @@ class TestReplyValidation:
             {"body": b"abc", "truncate_body_to": 3},
             {"body": b"abc", "truncate_body_to": -1},
             {"body": b"abc", "truncate_body_to": 1, "chunked": True},
+            {"filler_bytes": -1},
+            {"filler_bytes": 10, "body": b"abc"},
+            {"filler_bytes": 10, "status": 204},
+            {"filler_bytes": 10, "slow_body_interval": 0.1},
+            {"filler_bytes": 10, "truncate_body_to": 5},
+            {"filler_bytes": 10, "reset_after_bytes": 5},
+            {"body": b"abc", "reset_after_bytes": 3},
+            {"body": b"abc", "reset_after_bytes": -1},
+            {"body": b"abc", "reset_after_bytes": 1, "reset": True},
+            {"body": b"abc", "reset_after_bytes": 1, "hang": True},
+            {"body": b"abc", "reset_after_bytes": 1, "truncate_body_to": 2},
+            {"status": 204, "reset_after_bytes": 0},
         ],
     )
     def test_rejects(self, fields: dict[str, Any]) -> None:
@@ -488,6 +517,78 @@ class TestMisbehaviour:
         assert status == 200
         assert upstream.connections == 2
 
+    async def test_reset_after_bytes(self, upstream: ScriptedUpstream) -> None:
+        """The headers and the first body bytes arrive, then a TCP RST."""
+        upstream.script(Reply(body=b"0123456789", reset_after_bytes=4))
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        received, error = await read_until_error(reader)
+
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+        assert isinstance(error, ConnectionResetError)
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Content-Length: 10\r\n" in received
+        assert received.endswith(b"\r\n\r\n0123")
+
+    async def test_reset_after_bytes_get(
+        self, upstream: ScriptedUpstream, session: aiohttp.ClientSession
+    ) -> None:
+        """A reset mid-body raises ClientPayloadError, and aiohttp sends no repeat."""
+        upstream.script(Reply(body=b"0123456789", reset_after_bytes=4))
+
+        with pytest.raises(aiohttp.ClientPayloadError, match="ContentLengthError"):
+            await fetch(session, upstream.url)
+
+        assert upstream.hits == 1
+
+    async def test_reset_after_chunk(
+        self, upstream: ScriptedUpstream, session: aiohttp.ClientSession
+    ) -> None:
+        """A chunked body reset after its first bytes raises ClientPayloadError."""
+        upstream.script(Reply(body=b"0123456789", chunked=True, reset_after_bytes=4))
+
+        with pytest.raises(aiohttp.ClientPayloadError, match="TransferEncodingError"):
+            await fetch(session, upstream.url)
+
+    @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+    async def test_filler(
+        self,
+        upstream: ScriptedUpstream,
+        session: aiohttp.ClientSession,
+        chunked: bool,
+    ) -> None:
+        """A filler body of several 64 KiB pieces arrives whole."""
+        size = 3 * 64 * 1024 + 5
+        upstream.script(Reply(filler_bytes=size, chunked=chunked))
+
+        async with session.get(upstream.url) as response:
+            body = await response.read()
+            length = response.headers.get("Content-Length")
+
+        assert body == b"x" * size
+        assert length == (None if chunked else str(size))
+
+    async def test_filler_head(
+        self, upstream: ScriptedUpstream, session: aiohttp.ClientSession
+    ) -> None:
+        """HEAD gets the filler body's Content-Length and no body."""
+        upstream.script(Reply(filler_bytes=1000))
+
+        async with session.head(upstream.url) as response:
+            assert response.headers["Content-Length"] == "1000"
+            assert await response.read() == b""
+
+    def test_filler_encode(self) -> None:
+        """encode_body and body_length give the filler body and its length."""
+        reply = Reply(filler_bytes=3)
+
+        assert reply.encode_body() == b"xxx"
+        assert reply.body_length() == 3
+        assert reply.default_content_type() == "application/octet-stream"
+
     async def test_chunked(
         self, upstream: ScriptedUpstream, session: aiohttp.ClientSession
     ) -> None:
@@ -582,6 +683,37 @@ class TestMisbehaviour:
         """A URL from closed_port_url raises ClientConnectorError."""
         with pytest.raises(aiohttp.ClientConnectorError):
             await fetch(session, closed_port_url())
+
+
+class TestHost:
+    async def test_second_loopback(self, session: aiohttp.ClientSession) -> None:
+        """A server on 127.0.0.2 serves requests at its own URL."""
+        async with ScriptedUpstream(host="127.0.0.2") as upstream:
+            status, _ = await fetch(session, f"{upstream.url}/path")
+
+            assert upstream.url == f"http://127.0.0.2:{upstream.port}"
+            assert status == 200
+            assert upstream.hits == 1
+
+    async def test_ipv6(self, session: aiohttp.ClientSession) -> None:
+        """A server on ::1 puts the address in brackets in its URL."""
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("IPv6 loopback is not available")
+
+        async with ScriptedUpstream(host="::1") as upstream:
+            status, _ = await fetch(session, upstream.url)
+
+            assert upstream.url == f"http://[::1]:{upstream.port}"
+            assert status == 200
+
+    @pytest.mark.parametrize("host", ["192.0.2.1", "0.0.0.0", "localhost", ""])
+    def test_rejects(self, host: str) -> None:
+        """A host that is not a loopback address raises ValueError."""
+        with pytest.raises(ValueError, match="loopback"):
+            ScriptedUpstream(host=host)
 
 
 class TestShutdown:
