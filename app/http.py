@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import aiohttp
 from loguru import logger
 
-from app.settings import Settings
+from app.settings import HttpClientSettings, Settings
 
-__all__ = ["open_http_session"]
+__all__ = ["build_ssl_context", "open_http_session"]
 
 USER_AGENT = "service-proxies/0.1"
+
+
+def build_ssl_context(client: HttpClientSettings) -> ssl.SSLContext | Literal[False]:
+    """Build the TLS context that verifies upstream certificates.
+
+    The system's certificate authorities are trusted, or only those in
+    ``ca_bundle`` when it is set. With ``verify_tls`` off, the result is False,
+    which makes aiohttp accept any certificate.
+    """
+    if not client.verify_tls:
+        return False
+    cafile = None if client.ca_bundle is None else str(client.ca_bundle)
+    return ssl.create_default_context(cafile=cafile)
 
 
 async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
     """Open the client session inside the running loop and close it at shutdown."""
     client = settings.http_client
+    if not client.verify_tls:
+        logger.warning(
+            "TLS certificate verification is off (http_client.verify_tls is "
+            "false); use this only for local testing"
+        )
     connector = aiohttp.TCPConnector(
         limit=client.connection_limit,
         limit_per_host=client.connection_limit_per_host,
         keepalive_timeout=client.keepalive_timeout,
+        ssl=build_ssl_context(client),
     )
     session = aiohttp.ClientSession(
         connector=connector,

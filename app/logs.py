@@ -8,6 +8,8 @@ from typing import Any
 
 from loguru import logger
 
+from app.redaction import redact_record
+
 __all__ = ["LOG_LEVEL_VARIABLE", "configure_logging"]
 
 LOG_LEVEL_VARIABLE = "LOG_LEVEL"
@@ -17,9 +19,12 @@ def configure_logging(level: str | None = None) -> None:
     """Send log lines of ``level`` and above to stderr, one line each.
 
     The level comes from the argument, then the LOG_LEVEL variable, then INFO.
+    Every record, the application's own included, passes through
+    :func:`~app.redaction.redact_record` first.
     """
     chosen = (level or os.environ.get(LOG_LEVEL_VARIABLE) or "INFO").upper()
     logger.remove()
+    logger.configure(patcher=redact_record)
     # diagnose=False keeps variable values, which may hold bodies, out of tracebacks.
     logger.add(
         sys.stderr, level=chosen, format=_format, backtrace=False, diagnose=False

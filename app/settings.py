@@ -11,6 +11,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -65,7 +67,8 @@ class ServiceSettings(BaseModel):
     The README's resilience section gives the reason for every default.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validation errors leave out input values, which may include auth_token.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: str
     timeout: float = Field(default=2.0, gt=0, le=300)
@@ -104,10 +107,31 @@ class ServiceSettings(BaseModel):
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, le=1024**3)
 
+    # Sent as "Authorization: Bearer <token>"; SecretStr keeps it out of repr(),
+    # str() and model_dump().
+    auth_token: SecretStr | None = None
+    # Redirects are followed only to the scheme, host and port of ``url``.
+    follow_redirects: bool = False
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _normalize_base_url(value)
+
+    @field_validator("auth_token")
+    @classmethod
+    def _check_auth_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        # Visible ASCII only: a space, CR or LF would break the header line.
+        if not token or not all("!" <= char <= "~" for char in token):
+            message = (
+                "must be non-empty visible ASCII without spaces; leave it unset "
+                "to send no Authorization header"
+            )
+            raise ValueError(message)
+        return value
 
     @field_validator("cache_ttl")
     @classmethod
@@ -131,13 +155,18 @@ class ServiceSettings(BaseModel):
 
 
 class HttpClientSettings(BaseModel):
-    """Connection pool of the shared client session."""
+    """Connection pool and TLS verification of the shared client session."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connection_limit: int = Field(default=100, ge=1, le=10000)
     connection_limit_per_host: int = Field(default=50, ge=0, le=10000)
     keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+
+    # PEM file of the certificate authorities to trust in place of the system's.
+    ca_bundle: FilePath | None = None
+    # False turns certificate verification off; only for local testing.
+    verify_tls: bool = True
 
 
 class GatewaySettings(BaseModel):
@@ -167,6 +196,7 @@ class Settings(BaseSettings):
         env_nested_max_split=1,
         extra="ignore",
         frozen=True,
+        hide_input_in_errors=True,
     )
 
     user_service: ServiceSettings

@@ -13,6 +13,7 @@ from app.proxies.errors import ServiceProxyError
 from app.proxies.interview import InterviewServiceProxy
 from app.proxies.staleness import collect_stale_reads
 from app.proxies.user import UserServiceProxy
+from app.redaction import redact_record
 
 __all__ = ["DASHBOARD_INTERVIEWS_LIMIT", "DashboardAggregator", "gather_or_cancel"]
 
@@ -21,6 +22,8 @@ T = TypeVar("T")
 DASHBOARD_INTERVIEWS_LIMIT = 10
 # Which dashboard part a cached read fills, to mark stale parts.
 _PART_OF_OPERATION = {"get_user": "user", "get_user_stats": "stats"}
+
+_log = logger.patch(redact_record)
 
 
 class DashboardAggregator:
@@ -101,7 +104,7 @@ async def _optional(part: str, task: Awaitable[T], errors: list[PartError]) -> T
                 status=exc.status_code,
             )
         )
-        logger.bind(service=exc.service_name).info(
+        _log.bind(service=exc.service_name).info(
             "dashboard part {part} left out: {kind}", part=part, kind=exc.kind.value
         )
         return None

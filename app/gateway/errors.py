@@ -15,10 +15,13 @@ from app.proxies.errors import (
     ServiceServerError,
     ServiceTimeoutError,
 )
+from app.redaction import redact_record
 
 __all__ = ["error_middleware", "json_error", "upstream_error_response"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_log = logger.patch(redact_record)
 
 
 def json_error(status: int, code: str, message: str, **fields: str) -> web.Response:
@@ -67,10 +70,14 @@ async def error_middleware(
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return json_error(exc.status, code, exc.reason)
+        response = json_error(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:
+            # RFC 9110, section 15.5.6: a 405 lists the methods the route allows.
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         # Logged with its traceback here, where it is handled, and nowhere else.
-        logger.exception(
+        _log.exception(
             "unhandled error in {method} {path}",
             method=request.method,
             path=request.path,

@@ -24,6 +24,7 @@ from app.proxies.errors import (
     ServiceRedirectError,
 )
 from app.proxies.staleness import StaleRead, note_stale_read
+from app.redaction import redact_record
 from app.resilience.cache import ReadCache
 from app.resilience.deadline import current_deadline
 from app.settings import ServiceSettings
@@ -121,7 +122,7 @@ class BaseServiceProxy:
             result: metrics.cache_requests.labels(name, result)
             for result in ("hit", "miss", "stale")
         }
-        self._log = logger.bind(service=name)
+        self._log = logger.bind(service=name).patch(redact_record)
 
     @property
     def engine(self) -> CallEngine:
@@ -293,7 +294,10 @@ class BaseServiceProxy:
         return await self._engine.call(request)
 
     async def check_health(self) -> HealthReport:
-        """Probe the service's health path once, bypassing retries and the breaker."""
+        """Probe the service's health path once, bypassing retries and the breaker.
+
+        The probe sends the service's ``auth_token`` and follows no redirect.
+        """
         settings = self.settings
         url = yarl.URL(self._base_url + settings.health_path, encoded=True)
         started = time.perf_counter()
@@ -302,7 +306,7 @@ class BaseServiceProxy:
         try:
             async with self._engine.session.get(
                 url,
-                headers=_DEFAULT_HEADERS,
+                headers=self._engine.with_auth(_DEFAULT_HEADERS),
                 timeout=aiohttp.ClientTimeout(total=settings.health_timeout),
                 allow_redirects=False,
             ) as response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from app.proxies.errors import (
     ServiceSessionClosedError,
     ServiceTimeoutError,
 )
+from app.redaction import REDACTED, redact_record
 from app.resilience.breaker import CircuitBreaker, CircuitState
 from app.resilience.budget import RetryBudget
 from app.resilience.bulkhead import Bulkhead, BulkheadRejectedError
@@ -35,7 +36,7 @@ from app.resilience.deadline import DEADLINE_HEADER
 from app.resilience.retry_after import Cooldown, parse_retry_after
 from app.settings import ServiceSettings
 
-__all__ = ["CallEngine", "CallRequest"]
+__all__ = ["MAX_REDIRECTS", "CallEngine", "CallRequest"]
 
 # Methods that RFC 9110, section 9.2.2, defines as idempotent.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -43,6 +44,8 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _CLIENT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # Statuses whose Retry-After header the engine honours; 429 only when retryable.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Redirects one attempt follows at most when the service's follow_redirects is on.
+MAX_REDIRECTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,9 @@ class CallRequest:
     target: wire.CallTarget
     url: yarl.URL
     params: Mapping[str, str] | None
-    body: bytes | None
-    headers: Mapping[str, str]
+    # Left out of repr(): bodies and headers may carry personal data or secrets.
+    body: bytes | None = field(repr=False)
+    headers: Mapping[str, str] = field(repr=False)
     timeout: float
     retries: int
     deadline: float | None
@@ -71,6 +75,27 @@ class CallRequest:
         if self.deadline is None:
             return None
         return self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One request of an attempt: the first, or one that follows a redirect."""
+
+    method: str
+    url: yarl.URL
+    params: Mapping[str, str] | None
+    body: bytes | None = field(repr=False)
+    headers: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """Status, body and redirect and Retry-After headers of one response."""
+
+    status: int
+    body: bytes = field(repr=False)
+    location: str | None
+    retry_after: str | None
 
 
 class CallEngine:
@@ -92,7 +117,8 @@ class CallEngine:
         self.name = name
         self.settings = settings
         self._session = session
-        self._log = logger.bind(service=name)
+        self._log = logger.bind(service=name).patch(redact_record)
+        self._origin = wire.origin_of(yarl.URL(settings.url))
         self._metrics: dict[str, CallMetrics] = {
             method: metrics.for_call(name, method) for method in HTTP_METHODS
         }
@@ -131,6 +157,21 @@ class CallEngine:
     def session(self) -> aiohttp.ClientSession:
         """The shared client session that every attempt uses."""
         return self._session
+
+    def with_auth(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Add the service's bearer token to ``headers``.
+
+        A caller's own Authorization header wins, and without an ``auth_token``
+        setting the headers are returned unchanged.
+        """
+        result = dict(headers)
+        token = self.settings.auth_token
+        if token is None:
+            return result
+        if any(name.lower() == "authorization" for name in result):
+            return result
+        result["Authorization"] = f"Bearer {token.get_secret_value()}"
+        return result
 
     async def call(self, request: CallRequest) -> Any:
         """Send one logical call and record its outcome.
@@ -399,31 +440,77 @@ class CallEngine:
         capped = remaining is not None and remaining < timeout
         if capped:
             timeout = max(remaining or 0.0, 0.0)
-        headers = {**request.headers, DEADLINE_HEADER: str(int(timeout * 1000))}
         self._log.debug(
             "{method} {path} attempt {attempt}",
             method=target.method,
             path=target.path,
             attempt=attempt,
         )
+        # Redirects are followed within the attempt, so its timeout covers them.
+        ends_at = time.monotonic() + timeout
+        hop = _Hop(
+            target.method, request.url, request.params, request.body, request.headers
+        )
+        response = await self._exchange(request, hop, timeout, capped)
+        redirects = 0
+        while self._follows(response):
+            if redirects == MAX_REDIRECTS:
+                details = f"more than {MAX_REDIRECTS} redirects"
+                raise ServiceRedirectError(
+                    self.name,
+                    response.status,
+                    details,
+                    method=target.method,
+                    path=target.path,
+                )
+            hop = self._next_hop(target, hop, response)
+            redirects += 1
+            remaining_timeout = ends_at - time.monotonic()
+            response = await self._exchange(request, hop, remaining_timeout, capped)
+
+        if response.status >= 300:
+            error = wire.status_error(
+                target, response.status, self._without_token(response.body)
+            )
+            self._apply_retry_after(error, response.retry_after)
+            raise error
+        return wire.decode_body(target, response.status, response.body, request.model)
+
+    async def _exchange(
+        self, request: CallRequest, hop: _Hop, seconds: float, capped: bool
+    ) -> _Response:
+        """Send one request of an attempt and read its response."""
+        target = request.target
+        if seconds <= 0:
+            # aiohttp reads a total timeout of 0 as no timeout at all.
+            raise self._timeout_error(request, capped)
+        headers = self.with_auth(hop.headers)
+        headers[DEADLINE_HEADER] = str(int(seconds * 1000))
         started = time.perf_counter()
         retry_after: str | None = None
+        location: str | None = None
         try:
             async with self._session.request(
-                target.method,
-                request.url,
-                params=request.params,
-                data=request.body,
+                hop.method,
+                hop.url,
+                params=hop.params,
+                data=hop.body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=seconds),
                 allow_redirects=False,
             ) as response:
                 status = response.status
                 if status in _RETRY_AFTER_STATUSES:
                     retry_after = response.headers.get("Retry-After")
-                body = await wire.read_body(
-                    target, response, self.settings.max_body_bytes
-                )
+                if status in wire.REDIRECT_STATUSES:
+                    location = response.headers.get("Location")
+                if location is not None and self.settings.follow_redirects:
+                    # The body of a followed redirect is not used.
+                    body = b""
+                else:
+                    body = await wire.read_body(
+                        target, response, self.settings.max_body_bytes
+                    )
         except _CLIENT_ERRORS as exc:
             error = wire.translate_client_error(target, exc)
             if capped and isinstance(error, ServiceTimeoutError):
@@ -438,16 +525,50 @@ class CallEngine:
             ) from exc
         self._log.debug(
             "{method} {path} -> {status} in {duration_ms:.1f} ms",
-            method=target.method,
+            method=hop.method,
             path=target.path,
             status=status,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
-        if status >= 300:
-            error = wire.status_error(target, status, body)
-            self._apply_retry_after(error, retry_after)
-            raise error
-        return wire.decode_body(target, status, body, request.model)
+        return _Response(status, body, location, retry_after)
+
+    def _follows(self, response: _Response) -> bool:
+        return self.settings.follow_redirects and response.location is not None
+
+    def _next_hop(
+        self, target: wire.CallTarget, hop: _Hop, response: _Response
+    ) -> _Hop:
+        """Build the request that follows a redirect to the service's own origin."""
+        location = response.location or ""
+        url = wire.resolve_redirect(
+            target, hop.url, response.status, location, self._origin
+        )
+        method = wire.redirect_method(response.status, hop.method)
+        if method == hop.method:
+            return _Hop(method, url, None, hop.body, hop.headers)
+        headers = {
+            name: value
+            for name, value in hop.headers.items()
+            if name.lower() != "content-type"
+        }
+        return _Hop(method, url, None, None, headers)
+
+    def _without_token(self, body: bytes) -> bytes:
+        """Replace the service's token in an error body, should the upstream echo it."""
+        token = self.settings.auth_token
+        if token is None or not body:
+            return body
+        secret = token.get_secret_value().encode()
+        return body.replace(secret, REDACTED.encode()) if secret else body
+
+    def _timeout_error(self, request: CallRequest, capped: bool) -> ServiceProxyError:
+        if capped:
+            return self._deadline_error(request, "the deadline passed mid-call")
+        target = request.target
+        details = "the attempt timed out"
+        return ServiceTimeoutError(
+            self.name, None, details, method=target.method, path=target.path
+        )
 
     def _apply_retry_after(self, error: ServiceProxyError, header: str | None) -> None:
         if header is None:

@@ -86,8 +86,10 @@ class InterviewServiceProxy(BaseServiceProxy):
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> None:
         """Delete an interview."""
+        path = f"/interviews/{path_segment(interview_id)}"
+        options = with_idempotency_key(options)
         try:
-            await self.delete(f"/interviews/{path_segment(interview_id)}", **options)
+            await self.delete(path, **options)
         finally:
             self._invalidate(interview_id)
 

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.proxies.errors import (
@@ -26,11 +27,15 @@ from app.proxies.errors import (
 __all__ = [
     "ERROR_BODY_LIMIT",
     "MAX_SEGMENT_LENGTH",
+    "REDIRECT_STATUSES",
     "CallTarget",
     "decode_body",
     "encode_body",
+    "origin_of",
     "path_segment",
     "read_body",
+    "redirect_method",
+    "resolve_redirect",
     "status_error",
     "translate_client_error",
 ]
@@ -42,6 +47,8 @@ ERROR_TEXT_LIMIT = 1000
 # Characters accepted in one path parameter; longer ids are a caller's bug.
 MAX_SEGMENT_LENGTH = 512
 _VALIDATION_ERRORS_SHOWN = 5
+# Statuses whose Location a proxy with follow_redirects set follows.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +63,13 @@ class CallTarget:
 def path_segment(value: str | int) -> str:
     """Percent-encode one path parameter so that it stays one path segment.
 
+    Every byte outside RFC 3986's unreserved set is encoded, "/" and "%" included,
+    so ``../admin`` becomes ``..%2Fadmin`` and ``%2e%2e`` becomes ``%252e%252e``:
+    the server decodes the segment back to the literal id, never to a dot segment.
+
     Raises:
-        ValueError: the value is empty, ``.`` or ``..``, or too long.
+        ValueError: the value is empty, ``.`` or ``..``, too long, or contains
+            a lone surrogate, which has no UTF-8 encoding.
     """
     text = str(value)
     if text in {"", ".", ".."}:
@@ -69,7 +81,12 @@ def path_segment(value: str | int) -> str:
             f"at most {MAX_SEGMENT_LENGTH} are accepted"
         )
         raise ValueError(message)
-    return quote(text, safe="")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        message = "path parameter must be valid Unicode text without lone surrogates"
+        raise ValueError(message) from None
+    return quote(encoded, safe="")
 
 
 def encode_body(body: Any) -> bytes | None:
@@ -202,6 +219,59 @@ def _snippet(body: bytes) -> str:
     text = body[: ERROR_TEXT_LIMIT * 4].decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return text if len(text) <= ERROR_TEXT_LIMIT else text[:ERROR_TEXT_LIMIT] + "…"
+
+
+def origin_of(url: yarl.URL) -> str:
+    """Return ``scheme://host:port`` of an absolute URL, the port always given."""
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+def resolve_redirect(
+    target: CallTarget, current: yarl.URL, status: int, location: str, origin: str
+) -> yarl.URL:
+    """Resolve a Location header against the current URL and check its origin.
+
+    Relative and absolute Locations are accepted when they lead to ``origin``,
+    the service's own scheme, host and port. Credentials and fragments of the
+    Location are dropped.
+
+    Raises:
+        ServiceRedirectError: the Location is invalid or leads to another origin;
+            the message names the rejected origin, never its path or query.
+    """
+    try:
+        url = current.join(yarl.URL(location))
+    except (ValueError, TypeError):
+        details = "redirect with an invalid Location header"
+        raise _redirect_error(target, status, details) from None
+    if url.host is None or origin_of(url) != origin:
+        rejected = "a URL without a host" if url.host is None else origin_of(url)
+        details = (
+            f"redirect to {rejected} rejected: only redirects to {origin} are followed"
+        )
+        raise _redirect_error(target, status, details)
+    return url.with_user(None).with_fragment(None)
+
+
+def redirect_method(status: int, method: str) -> str:
+    """Return the method of the request that follows a redirect.
+
+    303 turns every method but HEAD into GET, and 301 and 302 turn POST into GET,
+    as browsers do (RFC 9110, section 15.4); 307 and 308 keep the method.
+    """
+    if status == 303 and method != "HEAD":
+        return "GET"
+    if status in {301, 302} and method == "POST":
+        return "GET"
+    return method
+
+
+def _redirect_error(
+    target: CallTarget, status: int, details: str
+) -> ServiceRedirectError:
+    return ServiceRedirectError(
+        target.service, status, details, method=target.method, path=target.path
+    )
 
 
 def translate_client_error(target: CallTarget, exc: BaseException) -> ServiceProxyError:

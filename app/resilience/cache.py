@@ -194,6 +194,19 @@ class ReadCache:
 
         return len(keys)
 
+    def stale_value(
+        self, key: Hashable, *, ttl: float, stale_if_error: float
+    ) -> CacheResult[object] | None:
+        """Return the stored value of ``key`` if it may still serve after an error.
+
+        For a reader that gave up waiting on a load: the value is served as
+        ``stale`` when it is younger than ``ttl + stale_if_error``.
+        """
+        entry, age = self._lookup(key, ttl + stale_if_error)
+        if entry is None:
+            return None
+        return CacheResult(entry.value, "stale", age)
+
     def clear(self) -> None:
         """Remove every entry and keep the running loads from storing."""
         self._entries.clear()

@@ -20,7 +20,8 @@ def parse_retry_after(
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # isdigit() alone accepts digits such as "²" that float() rejects.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = parsedate_to_datetime(text)

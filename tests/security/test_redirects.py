@@ -1,0 +1,222 @@
+"""Redirects: refused by default, followed only to the service's own origin."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from app.proxies import ServiceRedirectError
+from app.proxies.engine import MAX_REDIRECTS
+from app.testing import Reply, ScriptedUpstream
+from tests.conftest import ProxyFactory
+
+
+def redirect(location: str, status: int = 302) -> Reply:
+    """Build a redirect reply."""
+    return Reply(status=status, headers={"Location": location})
+
+
+@asynccontextmanager
+async def counting_listener(host: str) -> AsyncIterator[tuple[int, list[str]]]:
+    """Listen on a loopback address; yield its port and a list of connections."""
+    connections: list[str] = []
+
+    async def accept(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connections.append(host)
+        writer.transport.abort()
+
+    try:
+        server = await asyncio.start_server(accept, host, 0)
+    except OSError as exc:
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+class TestDefault:
+    """follow_redirects is off unless set."""
+
+    async def test_redirect_raises(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A 302 raises ServiceRedirectError and is not followed."""
+        upstream.route("/a", redirect("/b"))
+        proxy = make_proxy(upstream.url)
+
+        with pytest.raises(ServiceRedirectError) as caught:
+            await proxy.get("/a")
+
+        assert caught.value.status_code == 302
+        assert upstream.hits == 1
+
+
+class TestSameOrigin:
+    """Redirects to the service's scheme, host and port are followed."""
+
+    @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+    async def test_relative_location(
+        self, status: int, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A relative Location is resolved against the request URL and followed."""
+        upstream.route("/a/b", redirect("../c?page=2", status))
+        upstream.route("/c", Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        result = await proxy.get("/a/b")
+
+        assert result == {"ok": True}
+        assert upstream.requests[1].path == "/c?page=2"
+
+    async def test_absolute_location(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """An absolute Location to the same origin is followed."""
+        upstream.route("/a", redirect(f"{upstream.url}/b"))
+        upstream.route("/b", Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        assert await proxy.get("/a") == {"ok": True}
+
+    async def test_chain_up_to_limit(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """Three redirects in a row are followed."""
+        for hop in range(MAX_REDIRECTS):
+            upstream.route(f"/{hop}", redirect(f"/{hop + 1}"))
+        upstream.route(f"/{MAX_REDIRECTS}", Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        assert await proxy.get("/0") == {"ok": True}
+        assert upstream.hits == MAX_REDIRECTS + 1
+
+    async def test_chain_past_limit(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A fourth redirect raises ServiceRedirectError without being followed."""
+        for hop in range(MAX_REDIRECTS + 1):
+            upstream.route(f"/{hop}", redirect(f"/{hop + 1}"))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        with pytest.raises(ServiceRedirectError, match="more than 3 redirects"):
+            await proxy.get("/0")
+
+        assert upstream.hits == MAX_REDIRECTS + 1
+
+    async def test_303_turns_post_into_get(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """After a 303 the body and its Content-Type are dropped."""
+        upstream.route("/a", redirect("/b", 303))
+        upstream.route("/b", Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        await proxy.post("/a", {"name": "x"})
+
+        followed = upstream.requests[1]
+        assert followed.method == "GET"
+        assert followed.body == b""
+        assert "content-type" not in followed.headers
+
+    async def test_307_keeps_method_and_body(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """After a 307 the same method and body are sent again."""
+        upstream.route("/a", redirect("/b", 307))
+        upstream.route("/b", Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        await proxy.put("/a", {"name": "x"})
+
+        followed = upstream.requests[1]
+        assert followed.method == "PUT"
+        assert followed.json() == {"name": "x"}
+
+
+class TestOtherOrigin:
+    """Redirects that leave the service's origin are rejected unsent."""
+
+    async def test_other_loopback_host(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """127.0.0.2 is named in the error and never connected to."""
+        async with counting_listener("127.0.0.2") as (port, connections):
+            upstream.route("/a", redirect(f"http://127.0.0.2:{port}/b"))
+            proxy = make_proxy(upstream.url, follow_redirects=True)
+
+            with pytest.raises(ServiceRedirectError) as caught:
+                await proxy.get("/a")
+
+        assert f"127.0.0.2:{port}" in str(caught.value.details)
+        assert caught.value.status_code == 302
+        assert upstream.hits == 1
+        assert connections == []
+
+    async def test_other_port(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """The same host on another port is another origin."""
+        async with ScriptedUpstream() as other:
+            upstream.route("/a", redirect(f"{other.url}/b"))
+            proxy = make_proxy(upstream.url, follow_redirects=True)
+
+            with pytest.raises(ServiceRedirectError, match=str(other.port)):
+                await proxy.get("/a")
+
+            assert other.connections == 0
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "https://127.0.0.1:{port}/b",
+            "http://localhost:{port}/b",
+            "//127.0.0.2:{port}/b",
+            "http://127.0.0.1:{port}@127.0.0.2:{port}/b",
+        ],
+        ids=["scheme", "hostname", "network-path", "userinfo"],
+    )
+    async def test_other_origin_forms(
+        self, location: str, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """Another scheme, host name or authority is rejected after one request."""
+        upstream.route("/a", redirect(location.format(port=upstream.port)))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        with pytest.raises(ServiceRedirectError, match="rejected"):
+            await proxy.get("/a")
+
+        assert upstream.hits == 1
+
+    async def test_rejected_mid_chain(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A same-origin hop followed by an off-origin one stops at the second."""
+        upstream.route("/a", redirect("/b"))
+        upstream.route("/b", redirect("http://127.0.0.2:9/c"))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        with pytest.raises(ServiceRedirectError, match=re.escape("127.0.0.2")):
+            await proxy.get("/a")
+
+        assert upstream.hits == 2
+
+    async def test_location_query_not_in_error(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """The error names the rejected origin but not its path or query."""
+        upstream.route("/a", redirect("http://127.0.0.2:9/steal?token=abc123"))
+        proxy = make_proxy(upstream.url, follow_redirects=True)
+
+        with pytest.raises(ServiceRedirectError) as caught:
+            await proxy.get("/a")
+
+        assert "abc123" not in str(caught.value)
+        assert "/steal" not in str(caught.value)
