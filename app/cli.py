@@ -18,6 +18,7 @@ from app.gateway.app import create_app
 from app.logs import configure_logging
 from app.proxies.errors import ServiceProxyError
 from app.sandbox import run_sandbox, seeded_user_ids
+from app.sandbox.server import SANDBOX_SERVICES
 from app.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -31,9 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return the process exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
     try:
+        configure_logging(args.log_level)
         return int(args.handler(args))
+    except KeyboardInterrupt:
+        # Ctrl-C outside a command's own signal handling, such as dashboard.
+        return 130
     except ValueError as exc:
         # Invalid settings or arguments: one clear line, no traceback.
         print(f"error: {exc}", file=sys.stderr)
@@ -65,6 +69,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "sandbox", help="run the sandbox user-service and interview-service"
     )
     _add_sandbox_arguments(sandbox)
+    sandbox.add_argument(
+        "--services",
+        choices=SANDBOX_SERVICES,
+        default="all",
+        help="which services this process serves, so that each can run in its own "
+        "process; the port of a service left out is unused (default: all)",
+    )
     sandbox.set_defaults(handler=_sandbox)
 
     dashboard = commands.add_parser(
@@ -125,6 +136,7 @@ def _sandbox(args: argparse.Namespace) -> int:
             interview_port=args.interview_port,
             latency_ms=args.latency_ms,
             stop=stop,
+            services=args.services,
         )
 
     asyncio.run(run())
@@ -133,7 +145,22 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     settings = load_settings()
-    return asyncio.run(_print_dashboard(settings, args.user_id))
+    return asyncio.run(_print_dashboard_until_signal(settings, args.user_id))
+
+
+async def _print_dashboard_until_signal(settings: Settings, user_id: str) -> int:
+    """Print a dashboard; SIGINT or SIGTERM cancels it cleanly, exit code 130."""
+    stop = _stop_on_signals()
+    stopped = asyncio.create_task(stop.wait())
+    work = asyncio.create_task(_print_dashboard(settings, user_id))
+    await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if work.done():
+        stopped.cancel()
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return 130
 
 
 async def _print_dashboard(settings: Settings, user_id: str) -> int:
@@ -163,6 +190,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 async def _run_demo(settings: Settings, args: argparse.Namespace, port: int) -> None:
     stop = _stop_on_signals()
+    listening = asyncio.Event()
     sandbox = asyncio.create_task(
         run_sandbox(
             host=LOOPBACK,
@@ -170,8 +198,16 @@ async def _run_demo(settings: Settings, args: argparse.Namespace, port: int) -> 
             interview_port=args.interview_port,
             latency_ms=args.latency_ms,
             stop=stop,
+            started=listening,
         )
     )
+    # A sandbox port in use must stop the demo now, not serve another
+    # process's answers through the gateway.
+    ready = asyncio.create_task(listening.wait())
+    await asyncio.wait({sandbox, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if sandbox.done():
+        ready.cancel()
+        sandbox.result()
     container = Container()
     container.settings.override(providers.Object(settings))
     runner = web.AppRunner(create_app(container))

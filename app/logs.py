@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -13,6 +14,7 @@ from app.redaction import redact_record
 __all__ = ["LOG_LEVEL_VARIABLE", "configure_logging"]
 
 LOG_LEVEL_VARIABLE = "LOG_LEVEL"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -21,14 +23,41 @@ def configure_logging(level: str | None = None) -> None:
     The level comes from the argument, then the LOG_LEVEL variable, then INFO.
     Every record, the application's own included, passes through
     :func:`~app.redaction.redact_record` first.
+
+    Raises:
+        ValueError: the level is not one of LOG_LEVELS.
     """
     chosen = (level or os.environ.get(LOG_LEVEL_VARIABLE) or "INFO").upper()
+    if chosen not in LOG_LEVELS:
+        message = f"log level must be one of {', '.join(LOG_LEVELS)}, got {chosen!r}"
+        raise ValueError(message)
     logger.remove()
     logger.configure(patcher=redact_record)
     # diagnose=False keeps variable values, which may hold bodies, out of tracebacks.
     logger.add(
         sys.stderr, level=chosen, format=_format, backtrace=False, diagnose=False
     )
+    _route_aiohttp_server_log()
+
+
+class _ProtocolErrorHandler(logging.Handler):
+    """Log aiohttp's server errors as one line, without the request's bytes.
+
+    aiohttp logs a malformed request with a traceback whose text can hold the
+    request's header values and query string. Handler errors never reach this
+    logger, since the gateway's middleware turns them into JSON 500s.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        cause = type(error).__name__ if error is not None else record.levelname
+        logger.warning("HTTP server rejected a request: {cause}", cause=cause)
+
+
+def _route_aiohttp_server_log() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.handlers = [_ProtocolErrorHandler()]
+    server_log.propagate = False
 
 
 def _format(record: Any) -> str:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 import yarl
 from pydantic import (
     BaseModel,
@@ -55,6 +56,10 @@ def _normalize_base_url(value: str) -> str:
     if url.scheme not in {"http", "https"} or not url.host:
         message = f"must be an http:// or https:// URL with a host, got {value!r}"
         raise ValueError(message)
+    if url.user is not None or url.password is not None:
+        # The value is not echoed: it holds a credential.
+        message = "must not contain a user name or password; set auth_token instead"
+        raise ValueError(message)
     if url.query_string or url.fragment:
         message = f"must not have a query or fragment, got {value!r}"
         raise ValueError(message)
@@ -68,7 +73,10 @@ class ServiceSettings(BaseModel):
     """
 
     # Validation errors leave out input values, which may include auth_token.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    # Unknown keys are ignored here because environment variables such as
+    # GATEWAY_INTERFACE share a section's prefix; config.yml is checked for
+    # unknown keys by _StrictYamlSource instead.
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     url: str
     timeout: float = Field(default=2.0, gt=0, le=300)
@@ -93,6 +101,7 @@ class ServiceSettings(BaseModel):
     breaker_window: float = Field(default=30.0, gt=0, le=3600)
     breaker_break_duration: float = Field(default=15.0, gt=0, le=3600)
     breaker_half_open_probes: int = Field(default=3, ge=1, le=1000)
+    breaker_slow_call: float = Field(default=1.0, gt=0, le=3600)
 
     bulkhead_enabled: bool = True
     bulkhead_max_concurrent: int = Field(default=50, ge=1, le=100000)
@@ -172,7 +181,7 @@ class HttpClientSettings(BaseModel):
 class GatewaySettings(BaseModel):
     """Where the gateway listens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
@@ -223,6 +232,7 @@ class Settings(BaseSettings):
             *_service_problems("user_service", self.user_service),
             *_service_problems("interview_service", self.interview_service),
             *_pool_problems(self),
+            *_gateway_problems(self),
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -237,8 +247,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = os.environ.get(CONFIG_FILE_VARIABLE, str(DEFAULT_CONFIG_FILE))
-        yaml_settings = YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file)
+        yaml_settings = _StrictYamlSource(settings_cls, _config_file())
         return (
             init_settings,
             env_settings,
@@ -246,6 +255,61 @@ class Settings(BaseSettings):
             yaml_settings,
             file_secret_settings,
         )
+
+
+class _StrictYamlSource(YamlConfigSettingsSource):
+    """The YAML source, with file errors and unknown keys reported by name.
+
+    The settings models ignore unknown keys so that unrelated environment
+    variables sharing a prefix do no harm; a key in the file that no setting
+    has is a typo, and is rejected here.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        self._path = path
+        try:
+            super().__init__(settings_cls, yaml_file=path)
+        except yaml.YAMLError as exc:
+            message = f"invalid settings: {path} is not valid YAML: {exc}"
+            raise ValueError(message) from None
+        unknown = _unknown_keys(settings_cls, self.yaml_data)
+        if unknown:
+            message = (
+                f"invalid settings: {path} has unknown keys: {', '.join(unknown)}; "
+                f"see config.yml in the repository for the accepted ones"
+            )
+            raise ValueError(message)
+
+
+def _config_file() -> Path | None:
+    """Return the YAML file to read, or None when the default one is absent.
+
+    Raises:
+        ValueError: SERVICE_PROXIES_CONFIG names a file that does not exist.
+    """
+    named = os.environ.get(CONFIG_FILE_VARIABLE)
+    if named is None:
+        return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    path = Path(named)
+    if not path.is_file():
+        message = f"invalid settings: {CONFIG_FILE_VARIABLE}={named} is not a file"
+        raise ValueError(message)
+    return path
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, prefix: str = "") -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    unknown = []
+    for key, value in data.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            unknown.append(f"{prefix}{key}")
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            unknown += _unknown_keys(annotation, value, f"{prefix}{key}.")
+    return unknown
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -280,6 +344,13 @@ def _service_problems(section: str, service: ServiceSettings) -> list[str]:
             f"retries could never run; raise {prefix}_DEADLINE to {worst_case:g} "
             f"or lower {prefix}_RETRIES, {prefix}_TIMEOUT or {prefix}_BACKOFF_MAX"
         )
+    if service.breaker_enabled and service.breaker_break_duration < service.timeout:
+        problems.append(
+            f"{section}.breaker_break_duration ({service.breaker_break_duration} s) "
+            f"is shorter than {section}.timeout ({service.timeout} s), so calls "
+            f"admitted before the circuit opened could count as its probes; raise "
+            f"{prefix}_BREAKER_BREAK_DURATION or lower {prefix}_TIMEOUT"
+        )
     if service.backoff_initial > service.backoff_max:
         problems.append(
             f"{section}.backoff_initial ({service.backoff_initial} s) is longer "
@@ -302,14 +373,23 @@ def _pool_problems(settings: Settings) -> list[str]:
     }
     problems = []
     per_host = client.connection_limit_per_host
-    for name, size in bulkheads.items():
+    # Services behind one host and port share aiohttp's per-host limit.
+    by_origin: dict[tuple[str, int | None], list[str]] = {}
+    for name in bulkheads:
+        url = yarl.URL(services[name].url)
+        by_origin.setdefault((url.host or "", url.port), []).append(name)
+    for names in by_origin.values():
+        size = sum(bulkheads[name] for name in names)
         if per_host and size > per_host:
+            fields = " + ".join(f"{name}.bulkhead_max_concurrent" for name in names)
+            variables = " or ".join(
+                f"{name.upper()}_BULKHEAD_MAX_CONCURRENT" for name in names
+            )
             problems.append(
-                f"{name}.bulkhead_max_concurrent ({size}) is larger than "
-                f"http_client.connection_limit_per_host ({per_host}), so calls "
-                f"would queue in the connector instead of the bulkhead; lower "
-                f"{name.upper()}_BULKHEAD_MAX_CONCURRENT or raise "
-                f"HTTP_CLIENT_CONNECTION_LIMIT_PER_HOST"
+                f"{fields} ({size}) is larger than "
+                f"http_client.connection_limit_per_host ({per_host}) for one host, "
+                f"so calls would queue in the connector instead of the bulkhead; "
+                f"lower {variables} or raise HTTP_CLIENT_CONNECTION_LIMIT_PER_HOST"
             )
     total = sum(bulkheads.values())
     if total > client.connection_limit:
@@ -319,6 +399,18 @@ def _pool_problems(settings: Settings) -> list[str]:
             f"HTTP_CLIENT_CONNECTION_LIMIT or lower the bulkheads"
         )
     return problems
+
+
+def _gateway_problems(settings: Settings) -> list[str]:
+    deadline = settings.gateway.dashboard_deadline
+    longest = max(settings.user_service.timeout, settings.interview_service.timeout)
+    if deadline >= longest:
+        return []
+    return [
+        f"gateway.dashboard_deadline ({deadline} s) is shorter than a service "
+        f"timeout ({longest} s), so no dashboard call could use its full attempt; "
+        f"raise GATEWAY_DASHBOARD_DEADLINE or lower the service timeouts"
+    ]
 
 
 def _describe_error(error: Any) -> str:

@@ -32,6 +32,9 @@ FAST_RETRY: dict[str, Any] = {
     "backoff_multiplier": 2.0,
     "backoff_max": 0.05,
     "jitter": "none",
+    # Tests often point both services at one upstream, which then shares one
+    # per-host connection limit of 50 between both bulkheads.
+    "bulkhead_max_concurrent": 25,
 }
 
 

@@ -20,6 +20,7 @@ interview_service:
   deadline: 120
 gateway:
   port: 7000
+  dashboard_deadline: 10
 """
 
 
@@ -99,7 +100,7 @@ class TestSources:
     ) -> None:
         """With no file and no variables the documented defaults apply."""
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(tmp_path / "missing.yml"))
+        monkeypatch.delenv(CONFIG_FILE_VARIABLE, raising=False)
         monkeypatch.delenv("USER_SERVICE_URL", raising=False)
         monkeypatch.delenv("INTERVIEW_SERVICE_URL", raising=False)
 
@@ -216,3 +217,82 @@ class TestContradictions:
         monkeypatch.setenv("USER_SERVICE_BULKHEAD_ENABLED", "false")
 
         assert not load_settings().user_service.bulkhead_enabled
+
+
+class TestConfigFile:
+    """Problems with the YAML file are reported by name."""
+
+    def test_missing_named_file_fails(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A SERVICE_PROXIES_CONFIG that names no file stops start-up."""
+        monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(tmp_path / "missing.yml"))
+
+        with pytest.raises(ValueError, match="is not a file"):
+            load_settings()
+
+    def test_unknown_key_fails(self, config_dir: Path) -> None:
+        """A misspelt key in the file is rejected with its dotted name."""
+        (config_dir / "config.yml").write_text("user_service:\n  timeuot: 2\n")
+
+        with pytest.raises(ValueError, match=r"user_service\.timeuot"):
+            load_settings()
+
+    def test_invalid_yaml_fails(self, config_dir: Path) -> None:
+        """A file that is not YAML is rejected with the file's name."""
+        (config_dir / "config.yml").write_text("user_service: [unclosed\n")
+
+        with pytest.raises(ValueError, match="not valid YAML"):
+            load_settings()
+
+    def test_unrelated_prefixed_variable_is_ignored(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """GATEWAY_INTERFACE, set by CGI servers, is not a gateway setting."""
+        monkeypatch.setenv("GATEWAY_INTERFACE", "CGI/1.1")
+        monkeypatch.setenv("USER_SERVICE_COLOUR", "blue")
+
+        assert load_settings().gateway.port == 7000
+
+    def test_credentials_in_url_rejected_unechoed(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A URL with a password is rejected without repeating the password."""
+        monkeypatch.setenv("USER_SERVICE_URL", "http://admin:hunter2@127.0.0.1:1")
+
+        with pytest.raises(ValueError, match="auth_token") as caught:
+            load_settings()
+
+        assert "hunter2" not in str(caught.value)
+
+
+class TestMoreContradictions:
+    """Settings that break the breaker, the pool or the gateway."""
+
+    def test_break_shorter_than_timeout(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A break shorter than an attempt could count old calls as probes."""
+        monkeypatch.setenv("USER_SERVICE_BREAKER_BREAK_DURATION", "1")
+
+        with pytest.raises(ValueError, match="BREAKER_BREAK_DURATION"):
+            load_settings()
+
+    def test_services_on_one_host_share_its_limit(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two services on one host and port add their bulkheads together."""
+        monkeypatch.setenv("USER_SERVICE_URL", "http://127.0.0.1:9000/users-api")
+        monkeypatch.setenv("INTERVIEW_SERVICE_URL", "http://127.0.0.1:9000/iv-api")
+
+        with pytest.raises(ValueError, match="for one host"):
+            load_settings()
+
+    def test_dashboard_deadline_below_timeout(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A dashboard deadline shorter than an attempt's timeout is rejected."""
+        monkeypatch.setenv("GATEWAY_DASHBOARD_DEADLINE", "1")
+
+        with pytest.raises(ValueError, match="GATEWAY_DASHBOARD_DEADLINE"):
+            load_settings()

@@ -9,10 +9,11 @@ from loguru import logger
 
 from app.proxies.errors import (
     ServiceClientError,
+    ServiceConnectionError,
     ServiceProxyError,
     ServiceRejectedError,
-    ServiceRequestError,
     ServiceServerError,
+    ServiceSessionClosedError,
     ServiceTimeoutError,
 )
 from app.redaction import redact_record
@@ -44,9 +45,10 @@ def upstream_error_response(exc: ServiceProxyError) -> web.Response:
     if isinstance(exc, ServiceTimeoutError):
         message = f"{service} did not answer in time"
         return json_error(504, "upstream_timeout", message, **fields)
-    unavailable = isinstance(exc, ServiceRequestError | ServiceRejectedError) or (
-        isinstance(exc, ServiceServerError) and exc.status_code == 503
-    )
+    # A cut body or invalid HTTP came from a reachable upstream: that is 502.
+    unavailable = isinstance(
+        exc, ServiceConnectionError | ServiceSessionClosedError | ServiceRejectedError
+    ) or (isinstance(exc, ServiceServerError) and exc.status_code == 503)
     if unavailable:
         message = f"{service} is unavailable"
         return json_error(503, "upstream_unavailable", message, **fields)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, overload
+from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, cast, overload
 
 import aiohttp
 import yarl
@@ -25,8 +27,8 @@ from app.proxies.errors import (
 )
 from app.proxies.staleness import StaleRead, note_stale_read
 from app.redaction import redact_record
-from app.resilience.cache import ReadCache
-from app.resilience.deadline import current_deadline
+from app.resilience.cache import CacheResult, ReadCache
+from app.resilience.deadline import current_deadline, detached_deadline
 from app.settings import ServiceSettings
 
 __all__ = [
@@ -43,6 +45,9 @@ T = TypeVar("T")
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_RETRIES = 10
 _DEFAULT_HEADERS = {"Accept": "application/json"}
+# A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
+# "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
+_PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
 
 
@@ -326,30 +331,49 @@ class BaseServiceProxy:
         )
 
     async def _cached(
-        self, operation: str, key: str, load: Callable[[], Awaitable[T]]
+        self,
+        operation: str,
+        key: str,
+        path: str,
+        options: RequestOptions,
+        fetch: Callable[[RequestOptions], Awaitable[T]],
     ) -> T:
-        """Serve a read from the cache when ``operation`` has a time to live."""
+        """Serve a read from the cache when ``operation`` has a time to live.
+
+        Concurrent reads of one key share one upstream call, made on the
+        service's own deadline, while each caller waits at most until its own.
+        A call with its own timeout, retries or headers bypasses the cache,
+        since its answer may differ from the shared one.
+        """
         ttl = self.settings.cache_ttl.get(operation)
-        if ttl is None or self._cache is None:
-            return await load()
-        deadline = self._deadline(None)
+        if ttl is None or self._cache is None or _has_call_options(options):
+            return await fetch(options)
+        deadline = self._deadline(options.get("deadline"))
+        stale_if_error = self.settings.cache_stale_if_error
+        timer = asyncio.timeout_at(_loop_time_of(deadline))
         try:
-            # A caller that joined another caller's load waits on that load's
-            # deadline; this bounds the wait by its own.
-            async with asyncio.timeout_at(_loop_time_of(deadline)):
-                result = await self._cache.get_or_load(
-                    (operation, key),
-                    load,
-                    ttl=ttl,
-                    stale_if_error=self.settings.cache_stale_if_error,
-                    group=key,
-                    serve_stale=_is_upstream_failure,
-                )
+            async with timer:
+                with detached_deadline():
+                    result = await self._cache.get_or_load(
+                        (operation, key),
+                        lambda: fetch({}),
+                        ttl=ttl,
+                        stale_if_error=stale_if_error,
+                        group=key,
+                        serve_stale=_is_upstream_failure,
+                    )
         except TimeoutError as exc:
-            details = "the deadline passed while waiting for a shared cached read"
-            raise ServiceDeadlineError(
-                self.name, None, details, method="GET", path=operation
-            ) from exc
+            if not timer.expired():
+                raise
+            stale = self._cache.stale_value(
+                (operation, key), ttl=ttl, stale_if_error=stale_if_error
+            )
+            if stale is None:
+                details = "the deadline passed while waiting for a shared read"
+                raise ServiceDeadlineError(
+                    self.name, None, details, method="GET", path=path
+                ) from exc
+            result = cast(CacheResult[T], stale)
         self._cache_results[result.source].inc()
         if result.source == "stale":
             note_stale_read(StaleRead(self.name, operation, result.age))
@@ -378,10 +402,12 @@ class BaseServiceProxy:
         if method not in HTTP_METHODS:
             message = f"HTTP method must be one of {', '.join(HTTP_METHODS)}"
             raise ValueError(message)
-        if not path.startswith("/") or "?" in path or "#" in path:
+        if _PATH.fullmatch(path) is None:
             message = (
-                f"path must start with '/' and hold no query or fragment, got "
-                f"{path!r}; pass query parameters with params="
+                f"path must start with '/' and hold only URL path characters, "
+                f"percent-encoded where needed, with no query or fragment; got "
+                f"{path[:100]!r}; pass query parameters with params= and encode "
+                f"ids with path_segment()"
             )
             raise ValueError(message)
         payload = wire.encode_body(body)
@@ -428,10 +454,15 @@ def _has_idempotency_key(headers: Mapping[str, str]) -> bool:
 def _positive(name: str, value: float | None, default: float) -> float:
     if value is None:
         return default
-    if value <= 0:
-        message = f"{name} must be more than 0 seconds, got {value}"
+    if not (math.isfinite(value) and value > 0):
+        message = f"{name} must be a finite number of seconds above 0, got {value}"
         raise ValueError(message)
     return value
+
+
+def _has_call_options(options: RequestOptions) -> bool:
+    """Tell whether a call sets options that could change the upstream's answer."""
+    return any(name != "deadline" for name in options)
 
 
 def _retries(value: int | None, default: int) -> int:

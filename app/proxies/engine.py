@@ -22,6 +22,7 @@ from app.proxies.errors import (
     ServiceConnectionError,
     ServiceCooldownError,
     ServiceDeadlineError,
+    ServiceProtocolError,
     ServiceProxyError,
     ServiceRedirectError,
     ServiceRejectedError,
@@ -189,7 +190,7 @@ class CallEngine:
             metrics.duration.observe(elapsed_ms)
             # A rejection repeats for every call while a circuit is open; the
             # transition was logged at WARNING and the metrics count the rest.
-            level = "DEBUG" if isinstance(exc, ServiceRejectedError) else "ERROR"
+            level = _failure_log_level(exc)
             self._log.log(
                 level,
                 "{method} {path} failed after {attempts} attempt(s) "
@@ -347,6 +348,9 @@ class CallEngine:
             raise CircuitOpenError(
                 self.name, None, details, method=target.method, path=target.path
             )
+        if attempt == 1 and self.budget is not None:
+            # Every admitted call earns its share of retries for the others.
+            self.budget.record_call()
         try:
             result = await self._attempt_in_bulkhead(request, attempt, remaining)
         except ServiceProxyError as exc:
@@ -427,10 +431,27 @@ class CallEngine:
         elif exc.retryable and not isinstance(exc, ServiceDeadlineError):
             # 5xx, timeouts, refused or broken connections and cut bodies.
             breaker.record_failure()
+        elif isinstance(exc, ServiceDeadlineError) and self._slow_enough(exc):
+            breaker.record_failure()
         else:
             # Rejections, deadlines, a closed session and undecodable bodies are
             # on this side of the wire.
             breaker.record_ignored()
+
+    def _slow_enough(self, exc: ServiceDeadlineError) -> bool:
+        """Tell whether an attempt cut by the caller's deadline counts as failed.
+
+        Callers with short deadlines must not open the circuit of a healthy
+        service, so a cut attempt counts only when the upstream had kept it
+        waiting for breaker_slow_call seconds, or when it was a half-open probe,
+        which must not leave the circuit half-open forever.
+        """
+        if exc.waited <= 0:
+            return False
+        breaker = self.breaker
+        if breaker is not None and breaker.state is CircuitState.HALF_OPEN:
+            return True
+        return exc.waited >= self.settings.breaker_slow_call
 
     async def _send(
         self, request: CallRequest, attempt: int, remaining: float | None
@@ -468,6 +489,11 @@ class CallEngine:
             remaining_timeout = ends_at - time.monotonic()
             response = await self._exchange(request, hop, remaining_timeout, capped)
 
+        if response.status < 200:
+            details = f"final response with informational status {response.status}"
+            raise ServiceProtocolError(
+                self.name, None, details, method=target.method, path=target.path
+            )
         if response.status >= 300:
             error = wire.status_error(
                 target, response.status, self._without_token(response.body)
@@ -489,6 +515,7 @@ class CallEngine:
         started = time.perf_counter()
         retry_after: str | None = None
         location: str | None = None
+        status: int | None = None
         try:
             async with self._session.request(
                 hop.method,
@@ -512,9 +539,11 @@ class CallEngine:
                         target, response, self.settings.max_body_bytes
                     )
         except _CLIENT_ERRORS as exc:
-            error = wire.translate_client_error(target, exc)
+            error = wire.translate_client_error(target, exc, status)
             if capped and isinstance(error, ServiceTimeoutError):
-                error = self._deadline_error(request, "the deadline passed mid-call")
+                cut = self._deadline_error(request, "the deadline passed mid-call")
+                cut.waited = time.perf_counter() - started
+                error = cut
             raise error from exc
         except RuntimeError as exc:
             # aiohttp raises RuntimeError when the session closes under a call.
@@ -613,6 +642,20 @@ class CallEngine:
             old=old.name.lower(),
             new=new.name.lower(),
         )
+
+
+def _failure_log_level(exc: ServiceProxyError) -> str:
+    """Pick the level of a final failure's log line.
+
+    Rejections repeat for every call while a circuit is open, and a caller's
+    short deadline is the caller's choice: the metrics count both, so their
+    lines stay below ERROR, which is kept for failures of the service.
+    """
+    if isinstance(exc, ServiceRejectedError):
+        return "DEBUG"
+    if isinstance(exc, ServiceDeadlineError):
+        return "WARNING"
+    return "ERROR"
 
 
 def _backoff_strategy(settings: ServiceSettings) -> tenacity.wait.wait_base:

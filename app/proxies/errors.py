@@ -8,7 +8,8 @@ Every failure of a proxy call reaches the caller as one of these::
     │   ├── ServiceConnectionError   the connection failed or broke
     │   ├── ServiceTimeoutError      an attempt timed out; also a TimeoutError
     │   │   └── ServiceDeadlineError     the call's overall deadline passed
-    │   └── ServiceIncompleteBodyError  the body ended before its declared length
+    │   ├── ServiceIncompleteBodyError  the body ended before its declared length
+    │   └── ServiceProtocolError     the response is not valid HTTP
     ├── ServiceRejectedError     the proxy refused to send: nothing reached the network
     │   ├── CircuitOpenError         the service's circuit breaker is open
     │   ├── BulkheadFullError        too many calls in flight and waiting
@@ -39,6 +40,7 @@ __all__ = [
     "ServiceDeadlineError",
     "ServiceDecodeError",
     "ServiceIncompleteBodyError",
+    "ServiceProtocolError",
     "ServiceProxyError",
     "ServiceRedirectError",
     "ServiceRejectedError",
@@ -56,6 +58,7 @@ class ErrorKind(enum.StrEnum):
     CONNECTION = "connection"
     TIMEOUT = "timeout"
     INCOMPLETE_BODY = "incomplete_body"
+    PROTOCOL = "protocol"
     SESSION_CLOSED = "session_closed"
     REDIRECT = "redirect"
     CLIENT_ERROR = "client_error"
@@ -164,6 +167,9 @@ class ServiceDeadlineError(ServiceTimeoutError):
 
     kind = ErrorKind.DEADLINE
     retryable = False
+    # Seconds the attempt had waited on the upstream when the deadline cut it;
+    # 0.0 when the deadline passed before anything was sent.
+    waited: float = 0.0
 
 
 class ServiceIncompleteBodyError(ServiceRequestError):
@@ -195,12 +201,27 @@ class ServiceCooldownError(ServiceRejectedError):
     kind = ErrorKind.COOLDOWN
 
 
+class ServiceProtocolError(ServiceRequestError):
+    """The upstream sent something that is not valid HTTP.
+
+    Retried like a broken connection, since a proxy or a restarting server in
+    between may have garbled one response.
+    """
+
+    kind = ErrorKind.PROTOCOL
+    retryable = True
+
+
 class ServiceResponseError(ServiceProxyError):
     """The upstream answered with a status that is not a success."""
 
 
 class ServiceRedirectError(ServiceResponseError):
-    """The upstream answered with a redirect (3xx), which the proxy does not follow."""
+    """A redirect (3xx) that the proxy does not follow.
+
+    Redirects are not followed unless ``follow_redirects`` is set, and then only
+    to the service's own origin and at most three times.
+    """
 
     kind = ErrorKind.REDIRECT
 

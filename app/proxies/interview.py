@@ -49,7 +49,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         return await self._cached(
             "get_interview",
             interview_id,
-            lambda: self.get(path, model=Interview, **options),
+            path,
+            options,
+            lambda opts: self.get(path, model=Interview, **opts),
         )
 
     async def get_user_interviews(
@@ -101,7 +103,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         return await self._cached(
             "get_candidates",
             interview_id,
-            lambda: self.get(path, model=CandidateList, **options),
+            path,
+            options,
+            lambda opts: self.get(path, model=CandidateList, **opts),
         )
 
     async def add_candidate(
@@ -127,7 +131,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         return await self._cached(
             "get_interview_stats",
             interview_id,
-            lambda: self.get(path, model=InterviewStats, **options),
+            path,
+            options,
+            lambda opts: self.get(path, model=InterviewStats, **opts),
         )
 
     async def get_user_interview_stats(

@@ -30,7 +30,11 @@ class UserServiceProxy(BaseServiceProxy):
         """Fetch one user by id."""
         path = f"/users/{path_segment(user_id)}"
         return await self._cached(
-            "get_user", user_id, lambda: self.get(path, model=User, **options)
+            "get_user",
+            user_id,
+            path,
+            options,
+            lambda opts: self.get(path, model=User, **opts),
         )
 
     async def get_user_profile(
@@ -41,7 +45,9 @@ class UserServiceProxy(BaseServiceProxy):
         return await self._cached(
             "get_user_profile",
             user_id,
-            lambda: self.get(path, model=UserProfile, **options),
+            path,
+            options,
+            lambda opts: self.get(path, model=UserProfile, **opts),
         )
 
     async def update_user_profile(
@@ -97,7 +103,9 @@ class UserServiceProxy(BaseServiceProxy):
         return await self._cached(
             "get_user_stats",
             user_id,
-            lambda: self.get(path, model=UserStats, **options),
+            path,
+            options,
+            lambda opts: self.get(path, model=UserStats, **opts),
         )
 
     async def check_user_exists(

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import aiohttp
 import yarl
+from aiohttp.http_exceptions import ContentEncodingError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.proxies.errors import (
@@ -17,6 +18,7 @@ from app.proxies.errors import (
     ServiceConnectionError,
     ServiceDecodeError,
     ServiceIncompleteBodyError,
+    ServiceProtocolError,
     ServiceProxyError,
     ServiceRedirectError,
     ServiceResponseError,
@@ -95,7 +97,11 @@ def encode_body(body: Any) -> bytes | None:
         return None
     if isinstance(body, BaseModel):
         return body.model_dump_json(by_alias=True, exclude_unset=True).encode()
-    return json.dumps(body, separators=(",", ":")).encode()
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:
+        message = f"request body cannot be sent as JSON: {exc}"
+        raise ValueError(message) from None
 
 
 async def read_body(
@@ -112,9 +118,12 @@ async def read_body(
     if response.status >= 400:
         return await _read_prefix(response.content, min(limit, ERROR_BODY_LIMIT))
     length = response.content_length
-    if length is not None and length <= limit:
+    # Content-Length counts compressed bytes; a small gzip body can inflate to
+    # gigabytes, so an encoded body is measured as it is decoded.
+    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+    if length is not None and length <= limit and not encoded:
         return await response.read()
-    if length is None:
+    if length is None or encoded:
         body = await _read_prefix(response.content, limit + 1)
         if len(body) <= limit:
             return body
@@ -151,13 +160,28 @@ def decode_body(target: CallTarget, status: int, body: bytes, model: Any | None)
             return _adapter(model).validate_json(body)
         except ValidationError as exc:
             raise _schema_error(target, status, exc) from exc
+        except RecursionError as exc:
+            details = "response body nests too deeply to decode"
+            raise ServiceDecodeError(
+                target.service, status, details, method=target.method, path=target.path
+            ) from exc
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        return _loads(body)
+    except (ValueError, RecursionError) as exc:
         details = f"response body is not valid JSON: {_snippet(body)}"
         raise ServiceDecodeError(
             target.service, status, details, method=target.method, path=target.path
         ) from exc
+
+
+def _loads(body: bytes) -> Any:
+    """Parse strict JSON: NaN and Infinity, which json.loads accepts, are invalid."""
+    return json.loads(body, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    message = f"{name} is not valid JSON"
+    raise ValueError(message)
 
 
 def _validate(target: CallTarget, status: int, value: Any, model: Any) -> Any:
@@ -209,8 +233,8 @@ def _error_details(body: bytes) -> Any:
     if not body:
         return None
     try:
-        decoded = json.loads(body)
-    except ValueError:
+        decoded = _loads(body)
+    except (ValueError, RecursionError):
         return _snippet(body)
     return decoded if isinstance(decoded, dict | list) else _snippet(body)
 
@@ -274,12 +298,24 @@ def _redirect_error(
     )
 
 
-def translate_client_error(target: CallTarget, exc: BaseException) -> ServiceProxyError:
-    """Map an aiohttp, socket or timeout error of one attempt to the closest error."""
+def translate_client_error(
+    target: CallTarget, exc: BaseException, status: int | None = None
+) -> ServiceProxyError:
+    """Map an aiohttp, socket or timeout error of one attempt to the closest error.
+
+    ``status`` is the response's status when the error came after its headers.
+    """
     service, method, path = target.service, target.method, target.path
     if isinstance(exc, TimeoutError):
         details = "the attempt timed out"
         return ServiceTimeoutError(service, None, details, method=method, path=path)
+    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
+        exc.__cause__, ContentEncodingError
+    ):
+        # aiohttp reports a body that fails its Content-Encoding as a payload
+        # error; the body arrived whole, so repeating the call cannot help.
+        details = f"response body does not match its Content-Encoding: {_describe(exc)}"
+        return ServiceDecodeError(service, status, details, method=method, path=path)
     if isinstance(exc, aiohttp.ClientPayloadError):
         details = f"response body was incomplete: {_describe(exc)}"
         return ServiceIncompleteBodyError(
@@ -290,6 +326,11 @@ def translate_client_error(target: CallTarget, exc: BaseException) -> ServicePro
         return ServiceConnectionError(
             service, None, details, method=method, path=path, request_sent=False
         )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised for a response that is not valid HTTP: a bad status line,
+        # header or chunk, or a 1xx status the client cannot use.
+        details = f"response is not valid HTTP: {_describe(exc)}"
+        return ServiceProtocolError(service, None, details, method=method, path=path)
     details = f"connection failed: {_describe(exc)}"
     return ServiceConnectionError(service, None, details, method=method, path=path)
 

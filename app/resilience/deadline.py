@@ -11,6 +11,7 @@ __all__ = [
     "DEADLINE_HEADER",
     "current_deadline",
     "deadline_scope",
+    "detached_deadline",
     "parse_deadline_header",
 ]
 
@@ -46,6 +47,20 @@ def deadline_scope(seconds: float) -> Iterator[float]:
         _deadline.reset(token)
 
 
+@contextmanager
+def detached_deadline() -> Iterator[None]:
+    """Run the block without the context's deadline.
+
+    For work shared by several callers, such as one cached read that many await:
+    it must not end on whichever caller's deadline happened to start it.
+    """
+    token = _deadline.set(None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
 def parse_deadline_header(value: str | None) -> float | None:
     """Return the seconds in an X-Request-Deadline-Ms value, None when absent.
 
@@ -57,7 +72,8 @@ def parse_deadline_header(value: str | None) -> float | None:
     text = value.strip()
     if not text.isdigit() or len(text) > 12:
         message = (
-            f"{DEADLINE_HEADER} must be a whole number of milliseconds, got {value!r}"
+            f"{DEADLINE_HEADER} must be a whole number of milliseconds, "
+            f"got {value[:20]!r}"
         )
         raise ValueError(message)
     return int(text) / 1000

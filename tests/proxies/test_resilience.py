@@ -683,3 +683,178 @@ class TestReadCache:
         assert time.perf_counter() - started < 0.3
         assert (await leader).id == "1"
         assert upstream.hits == 1
+
+
+class TestSharedReads:
+    """Coalesced cached reads keep every caller's own limits."""
+
+    async def test_short_deadline_does_not_fail_others(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A caller with a short deadline cannot make a joined caller fail."""
+        upstream.script(Reply(delay_headers=0.2, body=USER_JSON))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+
+        async def impatient() -> None:
+            with deadline_scope(0.05):
+                await proxy.get_user("1")
+
+        async def patient() -> str:
+            await asyncio.sleep(0.01)
+            return (await proxy.get_user("1")).id
+
+        results = await asyncio.gather(impatient(), patient(), return_exceptions=True)
+
+        assert isinstance(results[0], ServiceDeadlineError)
+        assert results[1] == "1"
+        assert upstream.hits == 1
+
+    async def test_deadline_option_bounds_a_joined_read(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """The deadline= option bounds the wait on another caller's load."""
+        upstream.script(Reply(delay_headers=0.5, body=USER_JSON))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+        first = asyncio.ensure_future(proxy.get_user("1"))
+        await asyncio.sleep(0.02)
+        started = time.perf_counter()
+
+        with pytest.raises(ServiceDeadlineError) as caught:
+            await proxy.get_user("1", deadline=0.05)
+
+        assert time.perf_counter() - started < 0.3
+        assert caught.value.path == "/users/1"
+        await first
+
+    async def test_call_headers_bypass_the_cache(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A read with its own headers never shares another caller's answer."""
+        upstream.script(Reply.json(USER_JSON))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+
+        await proxy.get_user("1", headers={"Authorization": "Bearer alice"})
+        await proxy.get_user("1", headers={"Authorization": "Bearer mallory"})
+
+        tokens = [request.headers["authorization"] for request in upstream.requests]
+        assert tokens == ["Bearer alice", "Bearer mallory"]
+
+    async def test_attempt_timeout_stays_a_timeout(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A cached read whose attempt times out reports a timeout, not a deadline."""
+        upstream.script(Reply(hang=True))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, timeout=0.2, retries=0, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+
+        with pytest.raises(ServiceTimeoutError) as caught:
+            await proxy.get_user("1")
+
+        assert not isinstance(caught.value, ServiceDeadlineError)
+        assert caught.value.path == "/users/1"
+
+    async def test_stale_value_serves_when_deadline_ends_wait(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A reader whose deadline ends the wait gets the stale value."""
+        upstream.script(Reply.json(USER_JSON))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url,
+            timeout=1.0,
+            retries=0,
+            cache_ttl={"get_user": 0.01},
+            cache_stale_if_error=30.0,
+            **PLAIN,
+        )
+        await proxy.get_user("1")
+        await asyncio.sleep(0.02)
+        upstream.script(Reply(hang=True))
+
+        for _ in range(5):
+            with deadline_scope(0.05):
+                user = await proxy.get_user("1")
+            assert user.id == "1"
+
+
+class TestBudgetUnderPartialOutage:
+    """The budget grows with traffic."""
+
+    async def test_ratio_applies_beyond_the_reserve(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """With half the requests failing, retries exceed the reserve of 10."""
+        upstream.script(
+            *[Reply.json({"message": "down"}, 503), Reply.json({"ok": True})] * 2000
+        )
+        proxy = make_proxy(
+            upstream.url,
+            retries=3,
+            backoff_initial=0.0,
+            backoff_max=0.0,
+            breaker_enabled=False,
+            bulkhead_enabled=False,
+            budget_ratio=0.2,
+            budget_min_retries=10,
+        )
+        calls = 500
+
+        await asyncio.gather(
+            *(proxy.get("/x") for _ in range(calls)), return_exceptions=True
+        )
+
+        retries = upstream.hits - calls
+        assert retries > 10
+        assert retries <= 0.2 * calls + 1
+
+
+class TestBreakerAndDeadlines:
+    """Attempts cut by callers' deadlines still inform the breaker."""
+
+    BREAKER: ClassVar[dict[str, Any]] = {
+        "retries": 0,
+        "budget_enabled": False,
+        "timeout": 2.0,
+        "breaker_minimum_calls": 4,
+        "breaker_break_duration": 2.0,
+        "breaker_half_open_probes": 2,
+        "breaker_slow_call": 0.1,
+    }
+
+    async def test_slow_cut_calls_open_the_circuit(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """A hanging upstream opens the circuit although deadlines cut each call."""
+        upstream.script(Reply(hang=True))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
+
+        for _ in range(4):
+            with pytest.raises(ServiceDeadlineError):
+                await proxy.get("/x", deadline=0.15)
+
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 1
+
+    async def test_quick_cut_calls_do_not_count(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """Deadlines shorter than breaker_slow_call leave the circuit closed."""
+        upstream.script(Reply(hang=True))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
+
+        for _ in range(6):
+            with pytest.raises(ServiceDeadlineError):
+                await proxy.get("/x", deadline=0.03)
+
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 0
