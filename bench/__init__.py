@@ -1,0 +1,1 @@
+"""Benchmarks of the proxies, the aggregator and the gateway against peer clients."""

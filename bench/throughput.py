@@ -1,0 +1,121 @@
+"""Calls per second of each client against the fixed upstream, side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from bench.clients import CLIENTS, Call, open_client
+from bench.load import RunResult, closed_loop
+from bench.production import configure_file_logging
+
+__all__ = ["measure_throughput"]
+
+# A bound on the calls of one run, far above what the machine can do in it.
+_MAX_CALLS_PER_SECOND = 100_000
+
+
+def measure_throughput(
+    *,
+    base_url: str,
+    config: Path,
+    log_file: Path,
+    concurrencies: tuple[int, ...],
+    runs: int,
+    seconds: float,
+    slice_seconds: float,
+    warmup: float,
+) -> dict[str, Any]:
+    """Return the requests per second of every run, by concurrency and client.
+
+    Each concurrency level opens all clients and warms each up. A run gives
+    every client ``seconds`` of load, cut into slices of ``slice_seconds``.
+    The clients take the slices in turns, in an order rotated by one client
+    each slice, so that a busy moment of the machine falls on all of them. The ratio
+    of a client to bare aiohttp is taken per run, from loads that alternated
+    within the same seconds, and its median is reported. The CPU time that
+    this process spent per call is reported too: unlike requests per second,
+    it does not depend on how much CPU the upstream took.
+    """
+    configure_file_logging(log_file)
+    slices = max(1, round(seconds / slice_seconds))
+    return asyncio.run(
+        _measure(base_url, config, concurrencies, runs, slices, slice_seconds, warmup)
+    )
+
+
+async def _measure(
+    base_url: str,
+    config: Path,
+    concurrencies: tuple[int, ...],
+    runs: int,
+    slices: int,
+    slice_seconds: float,
+    warmup: float,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for concurrency in concurrencies:
+        async with AsyncExitStack() as stack:
+            calls = {
+                name: await open_client(name, stack, base_url=base_url, config=config)
+                for name in CLIENTS
+            }
+            for call in calls.values():
+                await _load(call, concurrency, warmup)
+            run_rps: dict[str, list[float]] = {name: [] for name in CLIENTS}
+            run_cpu: dict[str, list[float]] = {name: [] for name in CLIENTS}
+            for run_index in range(runs):
+                done = dict.fromkeys(CLIENTS, 0)
+                spent = dict.fromkeys(CLIENTS, 0.0)
+                cpu = dict.fromkeys(CLIENTS, 0.0)
+                for slice_index in range(slices):
+                    shift = (run_index * slices + slice_index) % len(CLIENTS)
+                    for name in CLIENTS[shift:] + CLIENTS[:shift]:
+                        cpu_started = time.process_time()
+                        run = await _load(calls[name], concurrency, slice_seconds)
+                        cpu[name] += time.process_time() - cpu_started
+                        done[name] += run.calls
+                        spent[name] += run.seconds
+                for name in CLIENTS:
+                    run_rps[name].append(done[name] / spent[name])
+                    run_cpu[name].append(cpu[name] / done[name] * 1e6)
+        results[str(concurrency)] = _summarize(run_rps, run_cpu)
+    return results
+
+
+async def _load(call: Call, concurrency: int, seconds: float) -> RunResult:
+    run = await closed_loop(
+        call,
+        concurrency=concurrency,
+        duration=seconds,
+        max_calls=int(_MAX_CALLS_PER_SECOND * seconds),
+    )
+    if run.errors:
+        message = (
+            f"{run.errors} of {run.calls} calls at concurrency {concurrency} "
+            f"failed, first {run.first_error}"
+        )
+        raise RuntimeError(message)
+    return run
+
+
+def _summarize(
+    run_rps: dict[str, list[float]], run_cpu: dict[str, list[float]]
+) -> dict[str, Any]:
+    bare = run_rps["aiohttp"]
+    return {
+        name: {
+            "runs": rps,
+            "median": statistics.median(rps),
+            "cpu_us_per_call": statistics.median(run_cpu[name]),
+            "ratio_runs": [mine / base for mine, base in zip(rps, bare, strict=True)],
+            "ratio": statistics.median(
+                mine / base for mine, base in zip(rps, bare, strict=True)
+            ),
+        }
+        for name, rps in run_rps.items()
+    }
