@@ -1,0 +1,1 @@
+"""Bounded load test of the gateway while interview-service restarts."""
