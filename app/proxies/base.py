@@ -164,7 +164,8 @@ class BaseServiceProxy:
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send a GET request."""
-        return await self.request("GET", path, model=model, params=params, **options)
+        request = self._build_request("GET", path, None, model, params, options)
+        return await self._engine.call(request)
 
     @overload
     async def post(
@@ -193,7 +194,8 @@ class BaseServiceProxy:
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send a POST request; retried only with an ``Idempotency-Key`` header."""
-        return await self.request("POST", path, body=body, model=model, **options)
+        request = self._build_request("POST", path, body, model, None, options)
+        return await self._engine.call(request)
 
     @overload
     async def put(
@@ -222,7 +224,8 @@ class BaseServiceProxy:
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send a PUT request."""
-        return await self.request("PUT", path, body=body, model=model, **options)
+        request = self._build_request("PUT", path, body, model, None, options)
+        return await self._engine.call(request)
 
     @overload
     async def patch(
@@ -251,7 +254,8 @@ class BaseServiceProxy:
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send a PATCH request; retried only with an ``Idempotency-Key`` header."""
-        return await self.request("PATCH", path, body=body, model=model, **options)
+        request = self._build_request("PATCH", path, body, model, None, options)
+        return await self._engine.call(request)
 
     @overload
     async def delete(
@@ -277,7 +281,8 @@ class BaseServiceProxy:
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send a DELETE request."""
-        return await self.request("DELETE", path, model=model, **options)
+        request = self._build_request("DELETE", path, None, model, None, options)
+        return await self._engine.call(request)
 
     async def request(
         self,
@@ -330,31 +335,50 @@ class BaseServiceProxy:
             error=error,
         )
 
-    async def _cached(
+    def _cached(
         self,
         operation: str,
         key: str,
         path: str,
         options: RequestOptions,
         fetch: Callable[[RequestOptions], Awaitable[T]],
-    ) -> T:
+    ) -> Awaitable[T]:
         """Serve a read from the cache when ``operation`` has a time to live.
+
+        Without one the fetch's own awaitable is returned, so an uncached read
+        costs no extra coroutine.
+        """
+        ttl = self.settings.cache_ttl.get(operation)
+        if ttl is None or self._cache is None or _has_call_options(options):
+            return fetch(options)
+        return self._read_through_cache(
+            self._cache, operation, key, path, ttl, options, fetch
+        )
+
+    async def _read_through_cache(
+        self,
+        cache: ReadCache,
+        operation: str,
+        key: str,
+        path: str,
+        ttl: float,
+        options: RequestOptions,
+        fetch: Callable[[RequestOptions], Awaitable[T]],
+    ) -> T:
+        """Read ``key`` through the cache.
 
         Concurrent reads of one key share one upstream call, made on the
         service's own deadline, while each caller waits at most until its own.
         A call with its own timeout, retries or headers bypasses the cache,
         since its answer may differ from the shared one.
         """
-        ttl = self.settings.cache_ttl.get(operation)
-        if ttl is None or self._cache is None or _has_call_options(options):
-            return await fetch(options)
         deadline = self._deadline(options.get("deadline"))
         stale_if_error = self.settings.cache_stale_if_error
         timer = asyncio.timeout_at(_loop_time_of(deadline))
         try:
             async with timer:
                 with detached_deadline():
-                    result = await self._cache.get_or_load(
+                    result = await cache.get_or_load(
                         (operation, key),
                         lambda: fetch({}),
                         ttl=ttl,
@@ -365,7 +389,7 @@ class BaseServiceProxy:
         except TimeoutError as exc:
             if not timer.expired():
                 raise
-            stale = self._cache.stale_value(
+            stale = cache.stale_value(
                 (operation, key), ttl=ttl, stale_if_error=stale_if_error
             )
             if stale is None:
@@ -415,6 +439,8 @@ class BaseServiceProxy:
         if payload is not None:
             headers.update(_JSON_CONTENT_TYPE)
         headers.update(options.get("headers") or {})
+        # Once per call, not per attempt: every attempt sends the same token.
+        headers = self._engine.with_auth(headers)
         return CallRequest(
             target=wire.CallTarget(self.name, method, path),
             url=yarl.URL(self._base_url + path, encoded=True),

@@ -126,6 +126,7 @@ class CallEngine:
         self._rejected = metrics.rejected
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
+        self._default_timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self.cooldown = Cooldown()
         self.breaker = self._build_breaker(settings)
         gauge = metrics.circuit_state.labels(name)
@@ -183,16 +184,13 @@ class CallEngine:
         metrics = self._metrics[request.target.method]
         started = time.perf_counter()
         try:
-            result = await self._execute(request)
+            result = await self._first_then_retries(request)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
             metrics.duration.observe(elapsed_ms)
-            # A rejection repeats for every call while a circuit is open; the
-            # transition was logged at WARNING and the metrics count the rest.
-            level = _failure_log_level(exc)
             self._log.log(
-                level,
+                _failure_log_level(exc),
                 "{method} {path} failed after {attempts} attempt(s) "
                 "in {duration_ms:.1f} ms: {kind} {status}",
                 method=request.target.method,
@@ -208,9 +206,9 @@ class CallEngine:
         metrics.duration.observe(elapsed_ms)
         return result
 
-    async def _execute(self, request: CallRequest) -> Any:
+    async def _first_then_retries(self, request: CallRequest) -> Any:
         try:
-            return await self._attempt(request, attempt=1)
+            return await self._attempt(request, 1)
         except ServiceRejectedError:
             raise
         except ServiceProxyError as exc:
@@ -243,7 +241,7 @@ class CallEngine:
                         error, pending = pending, None
                         raise error
                     number = attempt.retry_state.attempt_number
-                    return await self._attempt(request, attempt=number)
+                    return await self._attempt(request, number)
         except ServiceProxyError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
@@ -333,14 +331,24 @@ class CallEngine:
             reason=reason,
         )
 
-    async def _attempt(self, request: CallRequest, *, attempt: int) -> Any:
+    async def _attempt(self, request: CallRequest, attempt: int) -> Any:
+        """Send one attempt through the cool-down, breaker and bulkhead.
+
+        The common case, no cool-down and a free bulkhead slot, awaits nothing
+        but the exchange itself.
+        """
         target = request.target
         if self._session.closed:
             details = "the client session is closed; the container was shut down"
             raise ServiceSessionClosedError(
                 self.name, None, details, method=target.method, path=target.path
             )
-        remaining = await self._wait_for_cooldown(request)
+        remaining = request.remaining()
+        if remaining is not None and remaining <= 0:
+            self._reject(request, "deadline")
+            raise self._deadline_error(request, "the deadline passed before sending")
+        if self.cooldown.remaining():
+            remaining = await self._wait_for_cooldown(request, remaining)
         breaker = self.breaker
         if breaker is not None and not breaker.try_acquire():
             self._reject(request, "circuit_open")
@@ -351,8 +359,16 @@ class CallEngine:
         if attempt == 1 and self.budget is not None:
             # Every admitted call earns its share of retries for the others.
             self.budget.record_call()
+        bulkhead = self.bulkhead
         try:
-            result = await self._attempt_in_bulkhead(request, attempt, remaining)
+            if bulkhead is not None and not bulkhead.try_acquire():
+                await self._queue_for_bulkhead(request, bulkhead, remaining)
+                remaining = request.remaining()
+            try:
+                result = await self._send(request, attempt, remaining)
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
         except ServiceProxyError as exc:
             self._record_outcome(exc)
             raise
@@ -364,15 +380,11 @@ class CallEngine:
             breaker.record_success()
         return result
 
-    async def _wait_for_cooldown(self, request: CallRequest) -> float | None:
+    async def _wait_for_cooldown(
+        self, request: CallRequest, remaining: float | None
+    ) -> float | None:
         """Wait out a shared Retry-After cool-down; return the deadline's remainder."""
-        remaining = request.remaining()
-        if remaining is not None and remaining <= 0:
-            self._reject(request, "deadline")
-            raise self._deadline_error(request, "the deadline passed before sending")
         cooldown = self.cooldown.remaining()
-        if not cooldown:
-            return remaining
         if remaining is not None and cooldown >= remaining:
             self._reject(request, "cooldown")
             details = (
@@ -388,20 +400,6 @@ class CallEngine:
             )
         await asyncio.sleep(cooldown)
         return request.remaining()
-
-    async def _attempt_in_bulkhead(
-        self, request: CallRequest, attempt: int, remaining: float | None
-    ) -> Any:
-        bulkhead = self.bulkhead
-        if bulkhead is None:
-            return await self._send(request, attempt, remaining)
-        if not bulkhead.try_acquire():
-            await self._queue_for_bulkhead(request, bulkhead, remaining)
-            remaining = request.remaining()
-        try:
-            return await self._send(request, attempt, remaining)
-        finally:
-            bulkhead.release()
 
     async def _queue_for_bulkhead(
         self, request: CallRequest, bulkhead: Bulkhead, remaining: float | None
@@ -467,27 +465,18 @@ class CallEngine:
             path=target.path,
             attempt=attempt,
         )
-        # Redirects are followed within the attempt, so its timeout covers them.
-        ends_at = time.monotonic() + timeout
-        hop = _Hop(
-            target.method, request.url, request.params, request.body, request.headers
+        response = await self._exchange(
+            request,
+            target.method,
+            request.url,
+            request.params,
+            request.body,
+            request.headers,
+            timeout,
+            capped,
         )
-        response = await self._exchange(request, hop, timeout, capped)
-        redirects = 0
-        while self._follows(response):
-            if redirects == MAX_REDIRECTS:
-                details = f"more than {MAX_REDIRECTS} redirects"
-                raise ServiceRedirectError(
-                    self.name,
-                    response.status,
-                    details,
-                    method=target.method,
-                    path=target.path,
-                )
-            hop = self._next_hop(target, hop, response)
-            redirects += 1
-            remaining_timeout = ends_at - time.monotonic()
-            response = await self._exchange(request, hop, remaining_timeout, capped)
+        if response.location is not None and self.settings.follow_redirects:
+            response = await self._follow_redirects(request, response, timeout, capped)
 
         if response.status < 200:
             details = f"final response with informational status {response.status}"
@@ -502,28 +491,75 @@ class CallEngine:
             raise error
         return wire.decode_body(target, response.status, response.body, request.model)
 
+    async def _follow_redirects(
+        self, request: CallRequest, response: _Response, seconds: float, capped: bool
+    ) -> _Response:
+        """Follow redirects to the service's own origin within the attempt's time."""
+        target = request.target
+        ends_at = time.monotonic() + seconds
+        hop = _Hop(
+            target.method, request.url, request.params, request.body, request.headers
+        )
+        redirects = 0
+        while response.location is not None:
+            if redirects == MAX_REDIRECTS:
+                details = f"more than {MAX_REDIRECTS} redirects"
+                raise ServiceRedirectError(
+                    self.name,
+                    response.status,
+                    details,
+                    method=target.method,
+                    path=target.path,
+                )
+            hop = self._next_hop(target, hop, response)
+            redirects += 1
+            response = await self._exchange(
+                request,
+                hop.method,
+                hop.url,
+                hop.params,
+                hop.body,
+                hop.headers,
+                ends_at - time.monotonic(),
+                capped,
+            )
+        return response
+
     async def _exchange(
-        self, request: CallRequest, hop: _Hop, seconds: float, capped: bool
+        self,
+        request: CallRequest,
+        method: str,
+        url: yarl.URL,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        request_headers: Mapping[str, str],
+        seconds: float,
+        capped: bool,
     ) -> _Response:
         """Send one request of an attempt and read its response."""
         target = request.target
         if seconds <= 0:
             # aiohttp reads a total timeout of 0 as no timeout at all.
             raise self._timeout_error(request, capped)
-        headers = self.with_auth(hop.headers)
+        headers = dict(request_headers)
         headers[DEADLINE_HEADER] = str(int(seconds * 1000))
+        timeout = (
+            self._default_timeout
+            if seconds == self.settings.timeout
+            else aiohttp.ClientTimeout(total=seconds)
+        )
         started = time.perf_counter()
         retry_after: str | None = None
         location: str | None = None
         status: int | None = None
         try:
             async with self._session.request(
-                hop.method,
-                hop.url,
-                params=hop.params,
-                data=hop.body,
+                method,
+                url,
+                params=params,
+                data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=seconds),
+                timeout=timeout,
                 allow_redirects=False,
             ) as response:
                 status = response.status
@@ -554,15 +590,12 @@ class CallEngine:
             ) from exc
         self._log.debug(
             "{method} {path} -> {status} in {duration_ms:.1f} ms",
-            method=hop.method,
+            method=method,
             path=target.path,
             status=status,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         return _Response(status, body, location, retry_after)
-
-    def _follows(self, response: _Response) -> bool:
-        return self.settings.follow_redirects and response.location is not None
 
     def _next_hop(
         self, target: wire.CallTarget, hop: _Hop, response: _Response
