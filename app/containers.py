@@ -64,6 +64,7 @@ class Container(containers.DeclarativeContainer):
         DashboardAggregator,
         user_service=user_service,
         interview_service=interview_service,
+        optional_deadline=settings.provided.gateway.optional_part_deadline,
     )
 
 

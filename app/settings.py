@@ -186,6 +186,7 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     dashboard_deadline: float = Field(default=5.0, gt=0, le=600)
+    optional_part_deadline: float = Field(default=2.0, gt=0, le=600)
     health_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -14,6 +15,7 @@ from app.proxies.interview import InterviewServiceProxy
 from app.proxies.staleness import collect_stale_reads
 from app.proxies.user import UserServiceProxy
 from app.redaction import redact_record
+from app.resilience.deadline import deadline_scope
 
 __all__ = ["DASHBOARD_INTERVIEWS_LIMIT", "DashboardAggregator", "gather_or_cancel"]
 
@@ -32,16 +34,23 @@ class DashboardAggregator:
     The user is required; interviews and stats are optional. When an optional
     call fails, its part is None and ``errors`` names the service and the kind
     of failure, so that one failing service degrades the dashboard instead of
-    failing it.
+    failing it. ``optional_deadline`` bounds the optional calls, so that a
+    failing optional service costs the page little time.
     """
 
     def __init__(
         self,
         user_service: UserServiceProxy,
         interview_service: InterviewServiceProxy,
+        *,
+        optional_deadline: float | None = None,
     ) -> None:
+        if optional_deadline is not None and optional_deadline <= 0:
+            message = f"optional_deadline must be above 0 s, got {optional_deadline}"
+            raise ValueError(message)
         self._users = user_service
         self._interviews = interview_service
+        self._optional_deadline = optional_deadline
 
     async def get_user_dashboard(self, user_id: str) -> Dashboard:
         """Fetch the user, their latest interviews and their stats in parallel.
@@ -52,12 +61,15 @@ class DashboardAggregator:
         """
         with collect_stale_reads() as stale_reads:
             user = asyncio.ensure_future(self._users.get_user(user_id))
-            interviews = asyncio.ensure_future(
-                self._interviews.get_user_interviews(
-                    user_id, limit=DASHBOARD_INTERVIEWS_LIMIT
+            # Tasks copy the context when created, so the optional parts get the
+            # shorter deadline and the user keeps the request's.
+            with self._optional_scope():
+                interviews = asyncio.ensure_future(
+                    self._interviews.get_user_interviews(
+                        user_id, limit=DASHBOARD_INTERVIEWS_LIMIT
+                    )
                 )
-            )
-            stats = asyncio.ensure_future(self._users.get_user_stats(user_id))
+                stats = asyncio.ensure_future(self._users.get_user_stats(user_id))
             await _wait_for_required(user, optional=(interviews, stats))
             errors: list[PartError] = []
             interview_list = await _optional("interviews", interviews, errors)
@@ -76,6 +88,11 @@ class DashboardAggregator:
             errors=errors,
             stale=stale,
         )
+
+    def _optional_scope(self) -> AbstractContextManager[object]:
+        if self._optional_deadline is None:
+            return nullcontext()
+        return deadline_scope(self._optional_deadline)
 
 
 async def _wait_for_required(

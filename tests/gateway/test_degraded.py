@@ -182,3 +182,27 @@ class TestDeadline:
 
         assert status == 400
         assert body["error"] == "invalid_deadline"
+
+
+class TestOptionalDeadline:
+    """Optional parts end by their own, shorter deadline."""
+
+    async def test_hanging_interviews_cost_only_their_deadline(
+        self, upstream: ScriptedUpstream, sandbox: Sandbox
+    ) -> None:
+        """A hanging interview-service delays the page by the optional deadline."""
+        upstream.script(Reply(hang=True))
+        settings = Settings(
+            user_service=service_settings(sandbox.user_url),
+            interview_service=service_settings(upstream.url, timeout=2.0),
+            gateway=GatewaySettings(dashboard_deadline=5.0, optional_part_deadline=0.3),
+        )
+        async with gateway(settings) as client:
+            started = time.perf_counter()
+            status, body = await get_json(client, "/api/dashboard/1")
+            elapsed = time.perf_counter() - started
+
+        assert status == 200
+        assert body["interviews"] is None
+        assert body["errors"][0]["kind"] == "deadline"
+        assert elapsed < 1.5
