@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from app.containers import Container, resolve, running_container
 from app.gateway.app import create_app
 from app.logs import configure_logging
 from app.proxies.errors import ServiceProxyError
+from app.redaction import mask_emails
 from app.sandbox import run_sandbox, seeded_user_ids
 from app.sandbox.server import SANDBOX_SERVICES
 from app.settings import Settings, load_settings
@@ -55,14 +57,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        help="minimum log level: DEBUG, INFO, WARNING or ERROR "
+        help="minimum log level: TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR or "
+        "CRITICAL "
         "(default: the LOG_LEVEL variable, else INFO)",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the dashboard gateway")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: 3000)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: 3000)")
     serve.set_defaults(handler=_serve)
 
     sandbox = commands.add_parser(
@@ -89,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_sandbox_arguments(demo)
     demo.add_argument(
-        "--port", type=int, help="port of the gateway (default: from settings, 3000)"
+        "--port", type=_port, help="port of the gateway (default: from settings, 3000)"
     )
     demo.set_defaults(handler=_demo)
     return parser
@@ -98,22 +101,46 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--user-port",
-        type=int,
+        type=_port,
         default=DEFAULT_USER_PORT,
         help=f"port of user-service (default: {DEFAULT_USER_PORT})",
     )
     parser.add_argument(
         "--interview-port",
-        type=int,
+        type=_port,
         default=DEFAULT_INTERVIEW_PORT,
         help=f"port of interview-service (default: {DEFAULT_INTERVIEW_PORT})",
     )
     parser.add_argument(
         "--latency-ms",
-        type=float,
+        type=_latency,
         default=0.0,
         help="milliseconds by which every sandbox response is delayed (default: 0)",
     )
+
+
+def _port(text: str) -> int:
+    """Parse a TCP port for argparse: a whole number from 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        message = f"must be a port from 0 to 65535, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return port
+
+
+def _latency(text: str) -> float:
+    """Parse --latency-ms for argparse: a finite number of milliseconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and 0 <= value <= 600_000):
+        message = f"must be 0 to 600000 milliseconds, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -122,6 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = settings.gateway.port if args.port is None else args.port
     container = Container()
     container.settings.override(providers.Object(settings))
+    logger.info("gateway starting on http://{host}:{port}", host=host, port=port)
     # run_app handles SIGINT and SIGTERM and runs the app's cleanup on both.
     web.run_app(create_app(container), host=host, port=port, print=None)
     return 0
@@ -171,7 +199,7 @@ async def _print_dashboard(settings: Settings, user_id: str) -> int:
         try:
             dashboard = await aggregator.get_user_dashboard(user_id)
         except ServiceProxyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {mask_emails(str(exc))}", file=sys.stderr)
             return 1
     print(dashboard.model_dump_json(indent=2))
     return 0

@@ -26,7 +26,14 @@ def build_ssl_context(client: HttpClientSettings) -> ssl.SSLContext | Literal[Fa
     if not client.verify_tls:
         return False
     cafile = None if client.ca_bundle is None else str(client.ca_bundle)
-    return ssl.create_default_context(cafile=cafile)
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as exc:
+        message = (
+            f"invalid settings: http_client.ca_bundle (HTTP_CLIENT_CA_BUNDLE) "
+            f"{cafile} holds no usable PEM certificate: {exc}"
+        )
+        raise ValueError(message) from None
 
 
 async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:

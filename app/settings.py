@@ -44,26 +44,42 @@ DEFAULT_URLS = {
 
 
 def _normalize_base_url(value: str) -> str:
-    """Return the base URL without a trailing slash, or raise ValueError."""
+    """Return the base URL without a trailing slash, or raise ValueError.
+
+    Messages show the value with any user name, password and query hidden,
+    since those may hold credentials.
+    """
+    shown = _hide_credentials(value)
     if not value.strip():
         message = "must be an http:// or https:// URL, got an empty string"
         raise ValueError(message)
     try:
         url = yarl.URL(value.strip())
-    except ValueError as exc:
-        message = f"must be an http:// or https:// URL, got {value!r}: {exc}"
-        raise ValueError(message) from None
-    if url.scheme not in {"http", "https"} or not url.host:
-        message = f"must be an http:// or https:// URL with a host, got {value!r}"
+        host = url.host
+    except (ValueError, TypeError) as exc:
+        message = f"must be an http:// or https:// URL, got {shown!r}: {exc}"
+        raise ValueError(message.replace(value.strip(), shown)) from None
+    if url.scheme not in {"http", "https"} or not host:
+        message = f"must be an http:// or https:// URL with a host, got {shown!r}"
         raise ValueError(message)
     if url.user is not None or url.password is not None:
-        # The value is not echoed: it holds a credential.
         message = "must not contain a user name or password; set auth_token instead"
         raise ValueError(message)
     if url.query_string or url.fragment:
-        message = f"must not have a query or fragment, got {value!r}"
+        message = f"must not have a query or fragment, got {shown!r}"
         raise ValueError(message)
     return str(url).rstrip("/")
+
+
+def _hide_credentials(value: str) -> str:
+    text = value.strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    rest = rest.split("?", 1)[0] + ("?***" if "?" in rest else "")
+    return f"{scheme}{separator}{rest}"
 
 
 class ServiceSettings(BaseModel):
@@ -105,13 +121,13 @@ class ServiceSettings(BaseModel):
 
     bulkhead_enabled: bool = True
     bulkhead_max_concurrent: int = Field(default=50, ge=1, le=100000)
-    bulkhead_max_queue: int = Field(default=100, ge=0, le=1000000)
+    bulkhead_max_queue: int = Field(default=1000, ge=0, le=1000000)
 
     cache_ttl: dict[str, float] = Field(default_factory=dict)
     cache_max_entries: int = Field(default=1000, ge=1, le=10_000_000)
     cache_stale_if_error: float = Field(default=60.0, ge=0, le=86400)
 
-    health_path: str = "/health"
+    health_path: str = Field(default="/health", pattern=r"^/[A-Za-z0-9\-._~/]*$")
     health_timeout: float = Field(default=1.0, gt=0, le=60)
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, le=1024**3)
@@ -166,7 +182,7 @@ class ServiceSettings(BaseModel):
 class HttpClientSettings(BaseModel):
     """Connection pool and TLS verification of the shared client session."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     connection_limit: int = Field(default=100, ge=1, le=10000)
     connection_limit_per_host: int = Field(default=50, ge=0, le=10000)
@@ -273,6 +289,9 @@ class _StrictYamlSource(YamlConfigSettingsSource):
         except yaml.YAMLError as exc:
             message = f"invalid settings: {path} is not valid YAML: {exc}"
             raise ValueError(message) from None
+        if not isinstance(self.yaml_data, dict):
+            message = f"invalid settings: {path} must hold a mapping of sections"
+            raise ValueError(message)
         unknown = _unknown_keys(settings_cls, self.yaml_data)
         if unknown:
             message = (
@@ -420,5 +439,6 @@ def _describe_error(error: Any) -> str:
     if not location:
         return text
     dotted = ".".join(location)
-    variable = "_".join(location).upper()
-    return f"{dotted} (environment variable {variable}): {text}"
+    # Environment variables reach two levels deep: a section and its field.
+    variable = "_".join(location[:2]).upper()
+    return f"{dotted} (in config.yml, or environment variable {variable}): {text}"

@@ -28,7 +28,7 @@ from app.proxies.errors import (
 from app.proxies.staleness import StaleRead, note_stale_read
 from app.redaction import redact_record
 from app.resilience.cache import CacheResult, ReadCache
-from app.resilience.deadline import current_deadline, detached_deadline
+from app.resilience.deadline import current_deadline, deadline_scope
 from app.settings import ServiceSettings
 
 __all__ = [
@@ -368,36 +368,37 @@ class BaseServiceProxy:
         """Read ``key`` through the cache.
 
         Concurrent reads of one key share one upstream call, made on the
-        service's own deadline, while each caller waits at most until its own.
-        A call with its own timeout, retries or headers bypasses the cache,
-        since its answer may differ from the shared one.
+        deadline of the caller that started it, so that it never runs past the
+        request that needed it. Each caller waits at most until its own
+        deadline; when the shared call ran out on another caller's shorter
+        deadline, a caller with time left starts the call again, once.
         """
         deadline = self._deadline(options.get("deadline"))
         stale_if_error = self.settings.cache_stale_if_error
-        timer = asyncio.timeout_at(_loop_time_of(deadline))
-        try:
-            async with timer:
-                with detached_deadline():
-                    result = await cache.get_or_load(
-                        (operation, key),
-                        lambda: fetch({}),
-                        ttl=ttl,
-                        stale_if_error=stale_if_error,
-                        group=key,
-                        serve_stale=_is_upstream_failure,
+        for reload in (False, True):
+            timer = asyncio.timeout_at(_loop_time_of(deadline))
+            try:
+                async with timer:
+                    # The shared call, if this caller starts it, copies this scope.
+                    with deadline_scope(max(0.0, deadline - time.monotonic())):
+                        result = await cache.get_or_load(
+                            (operation, key),
+                            lambda: fetch({}),
+                            ttl=ttl,
+                            stale_if_error=stale_if_error,
+                            group=key,
+                            serve_stale=_is_upstream_failure,
+                        )
+                break
+            except TimeoutError as exc:
+                if timer.expired():
+                    result = self._stale_or_deadline_error(
+                        cache, operation, key, path, ttl, exc
                     )
-        except TimeoutError as exc:
-            if not timer.expired():
-                raise
-            stale = cache.stale_value(
-                (operation, key), ttl=ttl, stale_if_error=stale_if_error
-            )
-            if stale is None:
-                details = "the deadline passed while waiting for a shared read"
-                raise ServiceDeadlineError(
-                    self.name, None, details, method="GET", path=path
-                ) from exc
-            result = cast(CacheResult[T], stale)
+                    break
+                left = deadline - time.monotonic()
+                if reload or not isinstance(exc, ServiceDeadlineError) or left < 0.05:
+                    raise
         self._cache_results[result.source].inc()
         if result.source == "stale":
             note_stale_read(StaleRead(self.name, operation, result.age))
@@ -407,6 +408,26 @@ class BaseServiceProxy:
                 age=result.age,
             )
         return result.value
+
+    def _stale_or_deadline_error(
+        self,
+        cache: ReadCache,
+        operation: str,
+        key: str,
+        path: str,
+        ttl: float,
+        exc: BaseException,
+    ) -> CacheResult[Any]:
+        """Serve the stale value of a read whose wait hit the deadline, or raise."""
+        stale = cache.stale_value(
+            (operation, key), ttl=ttl, stale_if_error=self.settings.cache_stale_if_error
+        )
+        if stale is None:
+            details = "the deadline passed while waiting for a shared read"
+            raise ServiceDeadlineError(
+                self.name, None, details, method="GET", path=path
+            ) from exc
+        return cast(CacheResult[Any], stale)
 
     def _invalidate(self, key: str) -> None:
         """Drop the cached reads of one id after a write to it."""
@@ -434,6 +455,14 @@ class BaseServiceProxy:
                 f"ids with path_segment()"
             )
             raise ValueError(message)
+        if "/../" in path + "/" or "/./" in path + "/":
+            message = (
+                f"path must not contain '.' or '..' segments, got {path[:100]!r}; "
+                f"a server that resolves them could leave the service's prefix"
+            )
+            raise ValueError(message)
+        if model is not None:
+            wire.check_model(model)
         payload = wire.encode_body(body)
         headers = dict(_DEFAULT_HEADERS)
         if payload is not None:
@@ -453,7 +482,7 @@ class BaseServiceProxy:
             model=model,
         )
 
-    def _deadline(self, seconds: float | None) -> float | None:
+    def _deadline(self, seconds: float | None) -> float:
         """Return the earliest of the option, the setting and the context deadline."""
         budget = _positive("deadline", seconds, self.settings.deadline)
         own = time.monotonic() + budget

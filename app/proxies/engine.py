@@ -127,6 +127,8 @@ class CallEngine:
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
         self._default_timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        token = settings.auth_token
+        self._token = None if token is None else token.get_secret_value()
         self.cooldown = Cooldown()
         self.breaker = self._build_breaker(settings)
         gauge = metrics.circuit_state.labels(name)
@@ -485,7 +487,10 @@ class CallEngine:
             )
         if response.status >= 300:
             error = wire.status_error(
-                target, response.status, self._without_token(response.body)
+                target,
+                response.status,
+                self._without_token(response.body),
+                self._token,
             )
             self._apply_retry_after(error, response.retry_after)
             raise error
@@ -680,13 +685,15 @@ class CallEngine:
 def _failure_log_level(exc: ServiceProxyError) -> str:
     """Pick the level of a final failure's log line.
 
-    Rejections repeat for every call while a circuit is open, and a caller's
-    short deadline is the caller's choice: the metrics count both, so their
-    lines stay below ERROR, which is kept for failures of the service.
+    Rejections repeat for every call while a circuit is open, a caller's short
+    deadline is the caller's choice, and a 4xx answers a bad request: the
+    metrics count them all, so their lines stay below ERROR, which is kept for
+    failures of the service.
     """
     if isinstance(exc, ServiceRejectedError):
         return "DEBUG"
-    if isinstance(exc, ServiceDeadlineError):
+    if isinstance(exc, ServiceDeadlineError | ServiceClientError):
+        # A 4xx is the service's answer to this request, such as an unknown id.
         return "WARNING"
     return "ERROR"
 

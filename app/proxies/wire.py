@@ -31,6 +31,7 @@ __all__ = [
     "MAX_SEGMENT_LENGTH",
     "REDIRECT_STATUSES",
     "CallTarget",
+    "check_model",
     "decode_body",
     "encode_body",
     "origin_of",
@@ -109,13 +110,14 @@ async def read_body(
 ) -> bytes:
     """Read a body of at most ``limit`` bytes, or raise without reading it whole.
 
-    An error response (status >= 400) keeps only its first ERROR_BODY_LIMIT bytes
-    instead of failing, so that the status still reaches the caller.
+    A redirect or error response (status >= 300) keeps only its first
+    ERROR_BODY_LIMIT bytes instead of failing, so that the status still reaches
+    the caller.
 
     Raises:
         ServiceDecodeError: the body is larger than ``limit``.
     """
-    if response.status >= 400:
+    if response.status >= 300:
         return await _read_prefix(response.content, min(limit, ERROR_BODY_LIMIT))
     length = response.content_length
     # Content-Length counts compressed bytes; a small gzip body can inflate to
@@ -196,6 +198,15 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
+def check_model(model: Any) -> None:
+    """Raise TypeError before sending when ``model`` cannot validate a body."""
+    try:
+        _adapter(model)
+    except Exception as exc:  # pydantic raises several error types here
+        message = f"model= must be a type pydantic can validate, got {model!r}: {exc}"
+        raise TypeError(message) from None
+
+
 def _schema_error(
     target: CallTarget, status: int, exc: ValidationError
 ) -> ServiceDecodeError:
@@ -214,9 +225,20 @@ def _schema_error(
     )
 
 
-def status_error(target: CallTarget, status: int, body: bytes) -> ServiceResponseError:
-    """Build the error for a response with a status of 300 or more."""
+def status_error(
+    target: CallTarget,
+    status: int,
+    body: bytes,
+    secret: str | None = None,
+) -> ServiceResponseError:
+    """Build the error for a response with a status of 300 or more.
+
+    ``secret``, the service's token, is replaced in the decoded details, should
+    the upstream echo it, in whatever JSON escaping it used.
+    """
     details = _error_details(body)
+    if secret:
+        details = _scrub(details, secret)
     error_class: type[ServiceResponseError]
     if status >= 500:
         error_class = ServiceServerError
@@ -227,6 +249,16 @@ def status_error(target: CallTarget, status: int, body: bytes) -> ServiceRespons
     return error_class(
         target.service, status, details, method=target.method, path=target.path
     )
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "[REDACTED]")
+    if isinstance(value, dict):
+        return {key: _scrub(item, secret) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, secret) for item in value]
+    return value
 
 
 def _error_details(body: bytes) -> Any:
@@ -314,6 +346,9 @@ def translate_client_error(
     ):
         # aiohttp reports a body that fails its Content-Encoding as a payload
         # error; the body arrived whole, so repeating the call cannot help.
+        if status is not None and status >= 300:
+            # The status is what matters for a redirect or an error answer.
+            return status_error(target, status, b"")
         details = f"response body does not match its Content-Encoding: {_describe(exc)}"
         return ServiceDecodeError(service, status, details, method=method, path=path)
     if isinstance(exc, aiohttp.ClientPayloadError):

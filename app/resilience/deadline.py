@@ -70,7 +70,8 @@ def parse_deadline_header(value: str | None) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 12:
+    # isdigit() alone accepts digits such as "²" or Arabic-Indic ones.
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         message = (
             f"{DEADLINE_HEADER} must be a whole number of milliseconds, "
             f"got {value[:20]!r}"

@@ -13,6 +13,7 @@ import pytest
 from app.proxies import (
     ServiceDecodeError,
     ServiceProtocolError,
+    ServiceRedirectError,
     ServiceServerError,
 )
 from app.resilience.retry_after import parse_retry_after
@@ -179,3 +180,42 @@ class TestArguments:
         await proxy.get("/users/caf%C3%A9")
 
         assert upstream.requests[0].path == "/users/caf%C3%A9"
+
+
+class TestMoreArguments:
+    """Further arguments rejected before anything is sent."""
+
+    @pytest.mark.parametrize("path", ["/../admin", "/a/./b", "/a/.."])
+    async def test_dot_segments_are_rejected(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory, path: str
+    ) -> None:
+        """Dot segments could leave a base URL's path prefix."""
+        proxy = make_proxy(upstream.url + "/api")
+
+        with pytest.raises(ValueError, match="segments"):
+            await proxy.get(path)
+
+        assert upstream.hits == 0
+
+    async def test_unusable_model_is_a_type_error(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A model pydantic cannot build raises TypeError before sending."""
+        proxy = make_proxy(upstream.url)
+
+        with pytest.raises(TypeError, match="model="):
+            await proxy.get("/x", model=object())
+
+        assert upstream.hits == 0
+
+    async def test_large_redirect_body_keeps_its_class(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A 302 with a body over the limit is still a redirect error."""
+        upstream.script(
+            Reply(status=302, body="x" * 5000, headers={"Location": "/elsewhere"})
+        )
+        proxy = make_proxy(upstream.url, max_body_bytes=1000)
+
+        with pytest.raises(ServiceRedirectError):
+            await proxy.get("/x")

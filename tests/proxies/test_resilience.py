@@ -17,13 +17,14 @@ from app.proxies import (
     BulkheadFullError,
     CircuitOpenError,
     ServiceClientError,
+    ServiceConnectionError,
     ServiceDeadlineError,
     ServiceServerError,
     ServiceTimeoutError,
     UserServiceProxy,
 )
 from app.resilience.deadline import DEADLINE_HEADER, deadline_scope
-from app.testing import Reply, ScriptedUpstream
+from app.testing import Reply, ScriptedUpstream, closed_port_url
 from tests.conftest import ProxyFactory
 from tests.helpers import sample
 
@@ -709,7 +710,9 @@ class TestSharedReads:
 
         assert isinstance(results[0], ServiceDeadlineError)
         assert results[1] == "1"
-        assert upstream.hits == 1
+        # The shared call ended on the impatient deadline; the patient caller
+        # started it again on its own.
+        assert upstream.hits == 2
 
     async def test_deadline_option_bounds_a_joined_read(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
@@ -858,3 +861,27 @@ class TestBreakerAndDeadlines:
                 await proxy.get("/x", deadline=0.03)
 
         assert sample(registry, "service_circuit_state", service=SERVICE) == 0
+
+
+class TestSharedReadDeadline:
+    """A shared read never outlives the request that started it."""
+
+    async def test_refused_cached_read_fails_fast(
+        self, make_proxy: ProxyFactory
+    ) -> None:
+        """A refused cached read fails as a connection error inside the deadline."""
+        proxy: UserServiceProxy = make_proxy(
+            closed_port_url(),
+            timeout=0.2,
+            retries=3,
+            backoff_initial=0.1,
+            backoff_max=0.1,
+            cache_ttl={"get_user": 30.0},
+            **PLAIN,
+        )
+        started = time.perf_counter()
+
+        with deadline_scope(1.0), pytest.raises(ServiceConnectionError):
+            await proxy.get_user("1")
+
+        assert time.perf_counter() - started < 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 from pydantic import ValidationError
@@ -173,6 +175,22 @@ class TestErrors:
             await proxy.get("/x")
 
         assert TOKEN not in str(caught.value.details)
+
+    @pytest.mark.parametrize("token", ["abc/def+ghi==", 'tok"quoted', "tok\\slash"])
+    async def test_hidden_when_escaped_in_json(
+        self, token: str, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A token the upstream echoes with JSON escapes is still replaced."""
+        escaped = json.dumps(token).replace("/", "\\/")
+        body = '{"message": "invalid token ' + escaped[1:-1] + '"}'
+        upstream.script(Reply.text(body, 401, content_type="application/json"))
+        proxy = make_proxy(upstream.url, auth_token=token, retries=0)
+
+        with pytest.raises(ServiceClientError) as caught:
+            await proxy.get("/x")
+
+        assert token not in str(caught.value)
+        assert token not in str(caught.value.details)
 
 
 class TestLogsAndHealth:
