@@ -123,6 +123,9 @@ class ServiceSettings(BaseModel):
     bulkhead_max_concurrent: int = Field(default=50, ge=1, le=100000)
     bulkhead_max_queue: int = Field(default=1000, ge=0, le=1000000)
 
+    # False turns caching off even when cache_ttl, merged from config.yml and the
+    # environment, still names methods.
+    cache_enabled: bool = True
     cache_ttl: dict[str, float] = Field(default_factory=dict)
     cache_max_entries: int = Field(default=1000, ge=1, le=10_000_000)
     cache_stale_if_error: float = Field(default=60.0, ge=0, le=86400)

@@ -120,7 +120,7 @@ class BaseServiceProxy:
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = (
             ReadCache(max_entries=settings.cache_max_entries)
-            if settings.cache_ttl
+            if settings.cache_enabled and settings.cache_ttl
             else None
         )
         self._cache_results = {

@@ -885,3 +885,18 @@ class TestSharedReadDeadline:
             await proxy.get_user("1")
 
         assert time.perf_counter() - started < 1.0
+
+
+async def test_cache_enabled_false_turns_caching_off(
+    upstream: ScriptedUpstream, make_proxy: ProxyFactory
+) -> None:
+    """cache_enabled false wins over cache_ttl entries."""
+    upstream.script(Reply.json(USER_JSON))
+    proxy: UserServiceProxy = make_proxy(
+        upstream.url, cache_enabled=False, cache_ttl={"get_user": 30.0}, **PLAIN
+    )
+
+    await proxy.get_user("1")
+    await proxy.get_user("1")
+
+    assert upstream.hits == 2
