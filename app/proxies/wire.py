@@ -358,9 +358,13 @@ def translate_client_error(
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         details = f"could not connect: {_describe(exc)}"
-        return ServiceConnectionError(
+        error = ServiceConnectionError(
             service, None, details, method=method, path=path, request_sent=False
         )
+        if isinstance(exc, aiohttp.ClientSSLError):
+            # A certificate or TLS setup failure repeats on every attempt.
+            error.retryable = False
+        return error
     if isinstance(exc, aiohttp.ClientResponseError):
         # Raised for a response that is not valid HTTP: a bad status line,
         # header or chunk, or a 1xx status the client cannot use.

@@ -130,3 +130,20 @@ class TestTranslation:
 
         assert isinstance(error, ServiceProxyError)
         assert error.kind in set(ErrorKind)
+
+
+def test_certificate_failure_is_not_retryable() -> None:
+    """A TLS certificate failure is a connection error that retries cannot fix."""
+    exc = aiohttp.ClientConnectorCertificateError(KEY, ssl.SSLCertVerificationError())
+
+    error = translate_client_error(TARGET, exc)
+
+    assert isinstance(error, ServiceConnectionError)
+    assert not error.retryable
+
+
+def test_refused_connection_stays_retryable() -> None:
+    """A refused connection may succeed on the next attempt."""
+    exc = aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused"))
+
+    assert translate_client_error(TARGET, exc).retryable
