@@ -198,7 +198,7 @@ class HttpClientSettings(BaseModel):
 
 
 class GatewaySettings(BaseModel):
-    """Where the gateway listens."""
+    """Listening address, deadlines and readiness caching of the gateway."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

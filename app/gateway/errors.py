@@ -43,7 +43,7 @@ def upstream_error_response(exc: ServiceProxyError) -> web.Response:
     if isinstance(exc, ServiceClientError) and exc.status_code == 404:
         return json_error(404, "not_found", f"not found in {service}", **fields)
     if isinstance(exc, ServiceTimeoutError):
-        message = f"{service} did not answer in time"
+        message = f"{service} did not respond in time"
         return json_error(504, "upstream_timeout", message, **fields)
     # A cut body or invalid HTTP came from a reachable upstream: that is 502.
     unavailable = isinstance(
@@ -52,7 +52,7 @@ def upstream_error_response(exc: ServiceProxyError) -> web.Response:
     if unavailable:
         message = f"{service} is unavailable"
         return json_error(503, "upstream_unavailable", message, **fields)
-    message = f"{service} failed to answer the request"
+    message = f"{service} returned an unusable response"
     return json_error(502, "upstream_error", message, **fields)
 
 

@@ -29,7 +29,7 @@ __all__ = [
 
 @dataclass
 class GatewayState:
-    """What the handlers use, set while the app starts and cleared as it stops."""
+    """Objects the handlers use, set while the app starts and cleared as it stops."""
 
     aggregator: DashboardAggregator | None = None
     readiness: ReadinessProbe | None = None

@@ -35,7 +35,7 @@ class ReadinessProbe:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def check(self) -> tuple[int, dict[str, Any]]:
-        """Return the HTTP status and JSON body of the readiness answer.
+        """Return the HTTP status and JSON body of the readiness response.
 
         503 when a required upstream is unreachable or its circuit is open,
         because no dashboard can be served then; 200 otherwise, with

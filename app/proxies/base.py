@@ -294,7 +294,7 @@ class BaseServiceProxy:
         params: Mapping[str, str] | None = None,
         **options: Unpack[RequestOptions],
     ) -> Any:
-        """Send one logical call, retried as the class docstring says.
+        """Send one logical call, retried as described in the class docstring.
 
         Raises:
             ServiceProxyError: the call failed; the last attempt's error is raised.
@@ -516,7 +516,7 @@ def _positive(name: str, value: float | None, default: float) -> float:
 
 
 def _has_call_options(options: RequestOptions) -> bool:
-    """Tell whether a call sets options that could change the upstream's answer."""
+    """Tell whether a call sets options that could change the upstream's response."""
     return any(name != "deadline" for name in options)
 
 

@@ -421,12 +421,12 @@ class CallEngine:
             raise self._deadline_error(request, details) from exc
 
     def _record_outcome(self, exc: ServiceProxyError) -> None:
-        """Tell the breaker what a failed attempt says about the service's health."""
+        """Record what a failed attempt shows about the service's health."""
         breaker = self.breaker
         if breaker is None:
             return
         if isinstance(exc, ServiceClientError | ServiceRedirectError):
-            # The service answered as designed; 4xx say nothing of its health.
+            # The service responded as designed; a 4xx shows nothing of its health.
             breaker.record_success()
         elif exc.retryable and not isinstance(exc, ServiceDeadlineError):
             # 5xx, timeouts, refused or broken connections and cut bodies.
@@ -442,9 +442,9 @@ class CallEngine:
         """Tell whether an attempt cut by the caller's deadline counts as failed.
 
         Callers with short deadlines must not open the circuit of a healthy
-        service, so a cut attempt counts only when the upstream had kept it
+        service. So a cut attempt counts only when the upstream had kept it
         waiting for breaker_slow_call seconds, or when it was a half-open probe,
-        which must not leave the circuit half-open forever.
+        since a probe must not leave the circuit half-open forever.
         """
         if exc.waited <= 0:
             return False
@@ -686,14 +686,14 @@ def _failure_log_level(exc: ServiceProxyError) -> str:
     """Pick the level of a final failure's log line.
 
     Rejections repeat for every call while a circuit is open, a caller's short
-    deadline is the caller's choice, and a 4xx answers a bad request: the
+    deadline is the caller's choice, and a 4xx is the response to a bad request: the
     metrics count them all, so their lines stay below ERROR, which is kept for
     failures of the service.
     """
     if isinstance(exc, ServiceRejectedError):
         return "DEBUG"
     if isinstance(exc, ServiceDeadlineError | ServiceClientError):
-        # A 4xx is the service's answer to this request, such as an unknown id.
+        # A 4xx is the service's response to this request, such as an unknown id.
         return "WARNING"
     return "ERROR"
 
