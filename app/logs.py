@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from loguru import logger
@@ -48,10 +49,29 @@ class _ProtocolErrorHandler(logging.Handler):
     logger, since the gateway's middleware turns them into JSON 500s.
     """
 
+    # Seconds between two lines, so that a flood of bad requests cannot flood
+    # the log; the lines in between are counted in the next one.
+    interval = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -self.interval
+        self._suppressed = 0
+
     def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return
         error = record.exc_info[1] if record.exc_info else None
         cause = type(error).__name__ if error is not None else record.levelname
-        logger.warning("HTTP server rejected a request: {cause}", cause=cause)
+        logger.warning(
+            "HTTP server rejected a request: {cause} ({suppressed} more not logged)",
+            cause=cause,
+            suppressed=self._suppressed,
+        )
+        self._last = now
+        self._suppressed = 0
 
 
 def _route_aiohttp_server_log() -> None:
