@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -12,33 +13,70 @@ from loguru import logger
 
 from app.redaction import redact_record
 
-__all__ = ["LOG_LEVEL_VARIABLE", "configure_logging"]
+__all__ = [
+    "JSON_FIELDS",
+    "LOG_FORMATS",
+    "LOG_FORMAT_VARIABLE",
+    "LOG_LEVEL_VARIABLE",
+    "configure_logging",
+]
 
 LOG_LEVEL_VARIABLE = "LOG_LEVEL"
+LOG_FORMAT_VARIABLE = "LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+# Fields of a JSON line besides time, level and message, when the record has them.
+JSON_FIELDS = ("service", "method", "path", "status", "duration_ms", "request_id")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
-def configure_logging(level: str | None = None) -> None:
+def configure_logging(level: str | None = None, log_format: str | None = None) -> None:
     """Send log lines of ``level`` and above to stderr, one line each.
 
     The level comes from the argument, then the LOG_LEVEL variable, then INFO.
-    Every record, the application's own included, passes through
+    The format, ``text`` for people or ``json`` for one JSON object a line, comes
+    from the argument, then LOG_FORMAT, then ``text``. Every record, the
+    application's own included, passes through
     :func:`~app.redaction.redact_record` first.
 
     Raises:
-        ValueError: the level is not one of LOG_LEVELS.
+        ValueError: the level is not one of LOG_LEVELS or the format not one of
+            LOG_FORMATS.
     """
     chosen = (level or os.environ.get(LOG_LEVEL_VARIABLE) or "INFO").upper()
     if chosen not in LOG_LEVELS:
         message = f"log level must be one of {', '.join(LOG_LEVELS)}, got {chosen!r}"
         raise ValueError(message)
+    shape = (log_format or os.environ.get(LOG_FORMAT_VARIABLE) or "text").lower()
+    if shape not in LOG_FORMATS:
+        message = f"log format must be one of {', '.join(LOG_FORMATS)}, got {shape!r}"
+        raise ValueError(message)
     logger.remove()
     logger.configure(patcher=redact_record)
-    # diagnose=False keeps variable values, which may hold bodies, out of tracebacks.
-    logger.add(
-        sys.stderr, level=chosen, format=_format, backtrace=False, diagnose=False
-    )
+    if shape == "json":
+        logger.add(_write_json_line, level=chosen, backtrace=False, diagnose=False)
+    else:
+        # diagnose=False keeps variable values, which may hold bodies, out of
+        # tracebacks.
+        logger.add(
+            sys.stderr, level=chosen, format=_format, backtrace=False, diagnose=False
+        )
     _route_aiohttp_server_log()
+
+
+def _write_json_line(message: Any) -> None:
+    record = message.record
+    extra = record["extra"]
+    line: dict[str, Any] = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "message": record["message"],
+    }
+    for field in JSON_FIELDS:
+        if field in extra:
+            line[field] = extra[field]
+    if record["exception"] is not None:
+        line["exception"] = type(record["exception"].value).__name__
+    sys.stderr.write(json.dumps(line, default=str) + "\n")
 
 
 class _ProtocolErrorHandler(logging.Handler):
@@ -82,7 +120,10 @@ def _route_aiohttp_server_log() -> None:
 
 def _format(record: Any) -> str:
     service = record["extra"].get("service")
+    request_id = record["extra"].get("request_id")
     prefix = f"{service} " if service else ""
+    if request_id:
+        prefix = f"[{request_id}] {prefix}"
     return (
         "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} "
         + prefix.replace("{", "{{").replace("}", "}}")

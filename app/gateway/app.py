@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from app.containers import Container, init_resources, resolve, shutdown_resources
-from app.gateway.errors import error_middleware
+from app.gateway.errors import error_middleware, request_id_middleware
 from app.gateway.handlers import (
     STATE_KEY,
     GatewayState,
@@ -29,7 +29,7 @@ def create_app(container: Container | None = None) -> web.Application:
     The container's resources open when the app starts and close when it stops.
     """
     container = container if container is not None else Container()
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[request_id_middleware, error_middleware])
     app[CONTAINER_KEY] = container
     app[STATE_KEY] = GatewayState()
     app.cleanup_ctx.append(_container_resources)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from loguru import logger
 
+from app.correlation import REQUEST_ID_HEADER, request_id_scope, usable_request_id
 from app.proxies.errors import (
     ServiceClientError,
     ServiceConnectionError,
@@ -18,7 +19,12 @@ from app.proxies.errors import (
 )
 from app.redaction import redact_record
 
-__all__ = ["error_middleware", "json_error", "upstream_error_response"]
+__all__ = [
+    "error_middleware",
+    "json_error",
+    "request_id_middleware",
+    "upstream_error_response",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +60,23 @@ def upstream_error_response(exc: ServiceProxyError) -> web.Response:
         return json_error(503, "upstream_unavailable", message, **fields)
     message = f"{service} returned an unusable response"
     return json_error(502, "upstream_error", message, **fields)
+
+
+@web.middleware
+async def request_id_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Tag the request with its X-Request-Id, or a new one, and echo it back.
+
+    The id reaches every log line of the request and every upstream call it
+    makes. A caller's id that is too long or holds unusual characters is
+    replaced, so that it cannot forge log fields or headers.
+    """
+    request_id = usable_request_id(request.headers.get(REQUEST_ID_HEADER))
+    with request_id_scope(request_id):
+        response = await handler(request)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 @web.middleware

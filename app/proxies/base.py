@@ -15,6 +15,7 @@ import aiohttp
 import yarl
 from loguru import logger
 
+from app.correlation import REQUEST_ID_HEADER, current_request_id
 from app.metrics import HTTP_METHODS, ProxyMetrics
 from app.proxies import wire
 from app.proxies.engine import CallEngine, CallRequest
@@ -470,6 +471,9 @@ class BaseServiceProxy:
         headers.update(options.get("headers") or {})
         # Once per call, not per attempt: every attempt sends the same token.
         headers = self._engine.with_auth(headers)
+        request_id = current_request_id()
+        if request_id is not None:
+            headers.setdefault(REQUEST_ID_HEADER, request_id)
         return CallRequest(
             target=wire.CallTarget(self.name, method, path),
             url=yarl.URL(self._base_url + path, encoded=True),
