@@ -229,8 +229,8 @@ async def _run_demo(settings: Settings, args: argparse.Namespace, port: int) -> 
             started=listening,
         )
     )
-    # A sandbox port in use must stop the demo now, not serve another
-    # process's answers through the gateway.
+    # A sandbox port in use must stop the demo now, rather than let the
+    # gateway serve another process's responses.
     ready = asyncio.create_task(listening.wait())
     await asyncio.wait({sandbox, ready}, return_when=asyncio.FIRST_COMPLETED)
     if sandbox.done():

@@ -88,7 +88,7 @@ async def init_resources(container: containers.Container) -> None:
 async def shutdown_resources(container: containers.Container) -> None:
     """Close the container's resources and forget the singletons built on them.
 
-    Proxies obtained before the shutdown raise ServiceSessionClosedError; the next
+    Proxies obtained before the shutdown raise ServiceSessionClosedError. The next
     ``init_resources`` opens a new session and the next resolve builds new
     proxies, so one container can be started again.
     """

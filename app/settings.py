@@ -49,7 +49,7 @@ def _normalize_base_url(value: str) -> str:
     Messages show the value with any user name, password and query hidden,
     since those may hold credentials.
     """
-    shown = _hide_credentials(value)
+    redacted_url = _hide_credentials(value)
     if not value.strip():
         message = "must be an http:// or https:// URL, got an empty string"
         raise ValueError(message)
@@ -57,16 +57,18 @@ def _normalize_base_url(value: str) -> str:
         url = yarl.URL(value.strip())
         host = url.host
     except (ValueError, TypeError) as exc:
-        message = f"must be an http:// or https:// URL, got {shown!r}: {exc}"
-        raise ValueError(message.replace(value.strip(), shown)) from None
+        message = f"must be an http:// or https:// URL, got {redacted_url!r}: {exc}"
+        raise ValueError(message.replace(value.strip(), redacted_url)) from None
     if url.scheme not in {"http", "https"} or not host:
-        message = f"must be an http:// or https:// URL with a host, got {shown!r}"
+        message = (
+            f"must be an http:// or https:// URL with a host, got {redacted_url!r}"
+        )
         raise ValueError(message)
     if url.user is not None or url.password is not None:
         message = "must not contain a user name or password; set auth_token instead"
         raise ValueError(message)
     if url.query_string or url.fragment:
-        message = f"must not have a query or fragment, got {shown!r}"
+        message = f"must not have a query or fragment, got {redacted_url!r}"
         raise ValueError(message)
     return str(url).rstrip("/")
 
@@ -280,9 +282,9 @@ class Settings(BaseSettings):
 class _StrictYamlSource(YamlConfigSettingsSource):
     """The YAML source, with file errors and unknown keys reported by name.
 
-    The settings models ignore unknown keys so that unrelated environment
-    variables sharing a prefix do no harm; a key in the file that no setting
-    has is a typo, and is rejected here.
+    The settings models ignore unknown keys, so that unrelated environment
+    variables sharing a prefix do no harm. A key in the file that no setting
+    has is a typo, so it is rejected here.
     """
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:

@@ -50,7 +50,7 @@ def fetch(url: str) -> tuple[int, Any]:
 
 
 def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
-    """Poll ``url`` until it answers; fail if the process exits or time runs out."""
+    """Poll ``url`` until it responds; fail if the process exits or time runs out."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -209,7 +209,7 @@ class TestCommands:
         assert "Traceback" not in stderr
 
     def test_demo_prints_a_working_url(self) -> None:
-        """The demo command prints a dashboard URL that answers 200."""
+        """The demo command prints a dashboard URL that returns 200."""
         port, user_port, interview_port = free_port(), free_port(), free_port()
         args = command(
             "demo",

@@ -17,12 +17,12 @@ from app.proxies.user import UserServiceProxy
 from app.redaction import redact_record
 from app.resilience.deadline import deadline_scope
 
-__all__ = ["DASHBOARD_INTERVIEWS_LIMIT", "DashboardAggregator", "gather_or_cancel"]
+__all__ = ["DASHBOARD_INTERVIEWS_LIMIT", "DashboardAggregator"]
 
 T = TypeVar("T")
 
 DASHBOARD_INTERVIEWS_LIMIT = 10
-# Which dashboard part a cached read fills, to mark stale parts.
+# Dashboard part that each cached read fills, for marking stale parts.
 _PART_OF_OPERATION = {"get_user": "user", "get_user_stats": "stats"}
 
 _log = logger.patch(redact_record)
@@ -125,18 +125,3 @@ async def _optional(part: str, task: Awaitable[T], errors: list[PartError]) -> T
             "dashboard part {part} left out: {kind}", part=part, kind=exc.kind.value
         )
         return None
-
-
-async def gather_or_cancel(*tasks: asyncio.Future[Any]) -> None:
-    """Wait for tasks with asyncio.gather; when one fails, cancel and await the rest.
-
-    Plain ``gather`` leaves the other tasks running after the first error, and
-    they would go on holding connections and retrying for a result nobody reads.
-    """
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

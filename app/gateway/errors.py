@@ -69,7 +69,7 @@ async def request_id_middleware(
     """Tag the request with its X-Request-Id, or a new one, and echo it back.
 
     The id reaches every log line of the request and every upstream call it
-    makes. A caller's id that is too long or holds unusual characters is
+    makes. A caller's id that is too long or contains unusual characters is
     replaced, so that it cannot forge log fields or headers.
     """
     request_id = usable_request_id(request.headers.get(REQUEST_ID_HEADER))

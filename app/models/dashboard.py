@@ -16,22 +16,22 @@ DashboardPart = Literal["user", "interviews", "stats"]
 
 
 class PartError(ApiModel):
-    """Why an optional part of a dashboard is missing."""
+    """Reason an optional part of a dashboard is missing."""
 
     part: DashboardPart
     service: str
     kind: str
     """Bounded failure class, such as ``timeout`` or ``circuit_open``."""
     status: int | None = None
-    """The upstream's HTTP status, when it answered."""
+    """The upstream's HTTP status, when it responded."""
 
 
 class Dashboard(ApiModel):
     """A user, their latest interviews and their stats.
 
-    ``interviews`` and ``stats`` are None when their service failed; ``errors``
-    then says why. ``stale`` names the parts served from an expired cache entry
-    because their service failed.
+    ``interviews`` and ``stats`` are None when their service failed, and
+    ``errors`` then gives the reason. ``stale`` names the parts served from an
+    expired cache entry because their service failed.
     """
 
     user: User

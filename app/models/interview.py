@@ -32,7 +32,7 @@ Difficulty = Literal["easy", "medium", "hard"]
 
 
 class InterviewSettings(ApiModel):
-    """How an interview runs; ``duration`` is in seconds."""
+    """Recording and timing options of an interview; ``duration`` is in seconds."""
 
     duration: int = Field(default=3600, ge=60, le=14400)
     difficulty: Difficulty = "medium"

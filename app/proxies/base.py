@@ -84,10 +84,10 @@ class BaseServiceProxy:
     (None for an empty body or 204), validated into ``model`` when one is given.
     Every failure raises a :class:`~app.proxies.errors.ServiceProxyError`.
 
-    A failed attempt is repeated when its error is retryable (connection failures,
-    timeouts, cut bodies, 5xx) and the call is safe to repeat: its method is
-    idempotent, it carries an ``Idempotency-Key`` header, or the connection failed
-    before the request was sent. Waits grow exponentially from
+    A failed attempt is repeated when its error is retryable: a connection failure,
+    a timeout, a cut body or a 5xx. The call must also be safe to repeat, because
+    its method is idempotent, it carries an ``Idempotency-Key`` header, or the
+    connection failed before the request was sent. Waits grow exponentially from
     ``backoff_initial`` seconds, by ``backoff_multiplier``, up to ``backoff_max``,
     with jitter, and never shorter than a Retry-After. Every call ends by its
     deadline; the circuit breaker, bulkhead and retry budget of the service can
@@ -371,7 +371,7 @@ class BaseServiceProxy:
         Concurrent reads of one key share one upstream call, made on the
         deadline of the caller that started it, so that it never runs past the
         request that needed it. Each caller waits at most until its own
-        deadline; when the shared call ran out on another caller's shorter
+        deadline. When the shared call ran out on another caller's shorter
         deadline, a caller with time left starts the call again, once.
         """
         deadline = self._deadline(options.get("deadline"))
@@ -497,7 +497,7 @@ class BaseServiceProxy:
 def with_idempotency_key(options: RequestOptions) -> RequestOptions:
     """Return options whose headers carry an ``Idempotency-Key``.
 
-    A key the caller set is kept; otherwise a new random key is added, one per
+    A key the caller set is kept. Otherwise a new random key is added, one per
     logical call, and every attempt of the call sends the same one.
     """
     headers = dict(options.get("headers") or {})

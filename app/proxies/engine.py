@@ -103,9 +103,9 @@ class CallEngine:
     """Send the calls of one service through its deadline, breaker and bulkhead.
 
     The first attempt runs without a retry controller, so that a call that
-    succeeds at once pays nothing for one; tenacity runs every repeat, with
-    exponential backoff, jitter, Retry-After, the retry budget and the deadline
-    deciding whether and when.
+    succeeds at once pays nothing for one. Tenacity runs every repeat, and the
+    backoff, jitter, Retry-After, retry budget and deadline decide whether and
+    when.
     """
 
     def __init__(
@@ -685,9 +685,9 @@ class CallEngine:
 def _failure_log_level(exc: ServiceProxyError) -> str:
     """Pick the level of a final failure's log line.
 
-    Rejections repeat for every call while a circuit is open, a caller's short
-    deadline is the caller's choice, and a 4xx is the response to a bad request: the
-    metrics count them all, so their lines stay below ERROR, which is kept for
+    Rejections repeat for every call while a circuit is open. A short deadline is
+    the caller's choice, and a 4xx is the response to a bad request. The metrics
+    count all of them, so their lines stay below ERROR, which is kept for
     failures of the service.
     """
     if isinstance(exc, ServiceRejectedError):

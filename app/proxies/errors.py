@@ -161,8 +161,9 @@ class ServiceTimeoutError(ServiceRequestError, TimeoutError):
 class ServiceDeadlineError(ServiceTimeoutError):
     """The call's overall deadline passed before it could finish.
 
-    Not retried and not counted against the circuit breaker: the time ran out on
-    the caller's side, which says nothing about the upstream's health.
+    Not retried, and counted against the circuit breaker only as a slow call:
+    the time ran out on the caller's side, which alone shows nothing about the
+    upstream's health.
     """
 
     kind = ErrorKind.DEADLINE
@@ -213,7 +214,7 @@ class ServiceProtocolError(ServiceRequestError):
 
 
 class ServiceResponseError(ServiceProxyError):
-    """The upstream answered with a status that is not a success."""
+    """The upstream responded with a status that is not a success."""
 
 
 class ServiceRedirectError(ServiceResponseError):

@@ -56,7 +56,7 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 @dataclass(frozen=True, slots=True)
 class CallTarget:
-    """Who is called and where, for error messages."""
+    """Service, method and path of a call, for error messages."""
 
     service: str
     method: str
@@ -347,7 +347,7 @@ def translate_client_error(
         # aiohttp reports a body that fails its Content-Encoding as a payload
         # error; the body arrived whole, so repeating the call cannot help.
         if status is not None and status >= 300:
-            # The status is what matters for a redirect or an error answer.
+            # The status is what matters for a redirect or an error response.
             return status_error(target, status, b"")
         details = f"response body does not match its Content-Encoding: {_describe(exc)}"
         return ServiceDecodeError(service, status, details, method=method, path=path)

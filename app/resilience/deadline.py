@@ -11,7 +11,6 @@ __all__ = [
     "DEADLINE_HEADER",
     "current_deadline",
     "deadline_scope",
-    "detached_deadline",
     "parse_deadline_header",
 ]
 
@@ -43,20 +42,6 @@ def deadline_scope(seconds: float) -> Iterator[float]:
     token = _deadline.set(effective)
     try:
         yield effective
-    finally:
-        _deadline.reset(token)
-
-
-@contextmanager
-def detached_deadline() -> Iterator[None]:
-    """Run the block without the context's deadline.
-
-    For work shared by several callers, such as one cached read that many await:
-    it must not end on whichever caller's deadline happened to start it.
-    """
-    token = _deadline.set(None)
-    try:
-        yield
     finally:
         _deadline.reset(token)
 

@@ -12,7 +12,7 @@ __all__ = ["Cooldown", "parse_retry_after"]
 def parse_retry_after(
     value: str | None, *, now: datetime | None = None
 ) -> float | None:
-    """Return the seconds a Retry-After value asks for, or None when unusable.
+    """Return the seconds a Retry-After value requests, or None when unusable.
 
     RFC 9110, section 10.2.3, allows delta-seconds or an HTTP-date. A date in the
     past gives 0.0; an unparsable value is ignored rather than trusted.

@@ -16,8 +16,9 @@ from app.sandbox.common import ApiError, api_error_response
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_STORED_RESPONSES = 10_000
-# DELETE is idempotent in its effect, but its answer is not: a repeated DELETE
-# gets 404. Replaying the first answer lets a retried release report success.
+# DELETE is idempotent in its effect, but its response is not, because a
+# repeated DELETE gets 404. Replaying the first response lets a retried release
+# report success.
 IDEMPOTENT_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
 StoreKey = tuple[str, str, str]

@@ -326,7 +326,7 @@ class ScriptedUpstream:
     The server parses request lines, headers and bodies sent with Content-Length or
     chunked transfer coding, and writes raw responses so that a reply can stall,
     truncate or drop the connection. Connections are kept alive unless the request
-    or the reply asks to close them.
+    or the reply sets `Connection: close`.
 
     ``host`` is the loopback address to listen on. Another one, such as 127.0.0.2,
     gives a second server that a redirect can name as a different host.

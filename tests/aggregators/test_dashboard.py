@@ -50,7 +50,7 @@ class TestDashboard:
     async def test_dashboard_has_user_interviews_and_stats(
         self, make_proxy: ProxyFactory, sandbox: Sandbox
     ) -> None:
-        """A seeded user's dashboard holds the user, at most 10 interviews and stats."""
+        """A seeded user's dashboard has the user, at most 10 interviews and stats."""
         aggregator = build_aggregator(make_proxy, sandbox)
 
         dashboard = await aggregator.get_user_dashboard("1")

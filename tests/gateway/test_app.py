@@ -81,7 +81,7 @@ class TestDashboardRoute:
         assert body["stats"]["userId"] == "1"
 
     async def test_unknown_user_gives_404_json(self, sandbox: Sandbox) -> None:
-        """An unknown user answers 404 with a JSON error naming user-service."""
+        """An unknown user gives 404 with a JSON error naming user-service."""
         async with gateway(container_for(sandbox.settings())) as client:
             status, body = await get_json(client, "/api/dashboard/999999")
 
@@ -90,7 +90,7 @@ class TestDashboardRoute:
         assert body["service"] == "user-service"
 
     async def test_closed_user_service_gives_503(self, sandbox: Sandbox) -> None:
-        """With user-service on a closed port the gateway answers 503 JSON."""
+        """With user-service on a closed port the gateway returns 503 JSON."""
         settings = Settings(
             user_service=service_settings(closed_port_url(), retries=2),
             interview_service=service_settings(sandbox.interview_url),
@@ -196,7 +196,7 @@ class TestErrorMapping:
         assert upstream.hits == 0
 
     async def test_unknown_route_gives_404_json(self) -> None:
-        """A route that does not exist answers JSON, not HTML."""
+        """A route that does not exist returns JSON, not HTML."""
         async with gateway(Container()) as client:
             status, body = await get_json(client, "/nope")
 

@@ -139,7 +139,7 @@ class TestDeadline:
     async def test_hanging_user_service_gives_504_at_deadline(
         self, upstream: ScriptedUpstream, sandbox: Sandbox
     ) -> None:
-        """A user-service that never answers ends in 504 at the deadline."""
+        """A user-service that never responds ends in 504 at the deadline."""
         upstream.script(Reply(hang=True))
         settings = Settings(
             user_service=service_settings(upstream.url, timeout=0.2),

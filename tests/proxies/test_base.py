@@ -99,7 +99,7 @@ class TestRetry:
         make_proxy: ProxyFactory,
         registry: CollectorRegistry,
     ) -> None:
-        """An upstream that always answers 503 is hit 1 + retries times."""
+        """An upstream that always returns 503 is hit 1 + retries times."""
         upstream.script(Reply.json({"message": "down for maintenance"}, 503))
         proxy = make_proxy(upstream.url, retries=3)
 
@@ -138,7 +138,7 @@ class TestRetry:
     async def test_timeout_is_retried_then_raised(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
     ) -> None:
-        """An upstream that never answers gives ServiceTimeoutError after retries."""
+        """An upstream that never responds gives ServiceTimeoutError after retries."""
         upstream.script(Reply(hang=True))
         proxy = make_proxy(upstream.url, timeout=0.2, retries=2)
 

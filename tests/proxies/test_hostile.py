@@ -1,4 +1,4 @@
-"""Hostile or broken upstream answers and bad call arguments."""
+"""Hostile or broken upstream responses and bad call arguments."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ class TestIdempotency:
     async def test_idempotency_key_makes_retried_reservation_once(
         self, make_proxy: ProxyFactory
     ) -> None:
-        """The first attempt commits and loses its answer; the retry reuses it."""
+        """The first attempt commits and loses its response; the retry replays it."""
         faults = SandboxFaults()
         async with serve_app(create_user_service_app(faults=faults)) as url:
             proxy: UserServiceProxy = make_proxy(url, UserServiceProxy)
@@ -53,7 +53,7 @@ class TestIdempotency:
     async def test_retried_candidate_is_added_once(
         self, make_proxy: ProxyFactory
     ) -> None:
-        """add_candidate retried after a dropped answer adds one candidate."""
+        """add_candidate retried after a dropped response adds one candidate."""
         faults = SandboxFaults()
         async with serve_app(create_interview_service_app(faults=faults)) as url:
             proxy: InterviewServiceProxy = make_proxy(url, InterviewServiceProxy)

@@ -38,7 +38,7 @@ USER_JSON: dict[str, Any] = {
     "isActive": True,
     "createdAt": "2026-01-01T00:00:00Z",
 }
-# Breaker and budget off, so that a test sees only the feature it is about.
+# Breaker and budget off, so that each test exercises only its own feature.
 PLAIN: dict[str, Any] = {"breaker_enabled": False, "budget_enabled": False}
 
 
@@ -98,7 +98,7 @@ class TestSafeRetries:
         make_proxy: ProxyFactory,
         registry: CollectorRegistry,
     ) -> None:
-        """A PATCH with no Idempotency-Key is not retried and says why."""
+        """A PATCH with no Idempotency-Key is not retried, and the reason is counted."""
         upstream.script(Reply.json({"message": "busy"}, 503))
         proxy = make_proxy(upstream.url, **PLAIN)
 
@@ -479,7 +479,7 @@ class TestCircuitBreaker:
         make_proxy: ProxyFactory,
         registry: CollectorRegistry,
     ) -> None:
-        """404s are answers, not failures: the circuit stays closed."""
+        """404s are responses, not failures, so the circuit stays closed."""
         upstream.script(Reply.json({"message": "no"}, 404))
         proxy = make_proxy(upstream.url, **self.BREAKER)
 
@@ -736,7 +736,7 @@ class TestSharedReads:
     async def test_call_headers_bypass_the_cache(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
     ) -> None:
-        """A read with its own headers never shares another caller's answer."""
+        """A read with its own headers never shares another caller's response."""
         upstream.script(Reply.json(USER_JSON))
         proxy: UserServiceProxy = make_proxy(
             upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
