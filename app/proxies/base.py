@@ -7,7 +7,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, cast, overload
 
@@ -49,7 +49,6 @@ _DEFAULT_HEADERS = {"Accept": "application/json"}
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
 _PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-_JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
 
 
 class RequestOptions(TypedDict, total=False):
@@ -129,6 +128,8 @@ class BaseServiceProxy:
             for result in ("hit", "miss", "stale")
         }
         self._log = logger.bind(service=name).patch(redact_record)
+        # Shared by every call without headers of its own, so never changed.
+        self._headers = self._engine.with_auth(_DEFAULT_HEADERS)
 
     @property
     def engine(self) -> CallEngine:
@@ -341,19 +342,19 @@ class BaseServiceProxy:
         operation: str,
         key: str,
         path: str,
+        model: type[T],
         options: RequestOptions,
-        fetch: Callable[[RequestOptions], Awaitable[T]],
     ) -> Awaitable[T]:
-        """Serve a read from the cache when ``operation`` has a time to live.
+        """GET ``path`` through the cache when ``operation`` has a time to live.
 
-        Without one the fetch's own awaitable is returned, so an uncached read
+        Without one the call's own awaitable is returned, so an uncached read
         costs no extra coroutine.
         """
         ttl = self.settings.cache_ttl.get(operation)
         if ttl is None or self._cache is None or _has_call_options(options):
-            return fetch(options)
+            return self._read(path, model, options)
         return self._read_through_cache(
-            self._cache, operation, key, path, ttl, options, fetch
+            self._cache, operation, key, path, ttl, options, model
         )
 
     async def _read_through_cache(
@@ -364,7 +365,7 @@ class BaseServiceProxy:
         path: str,
         ttl: float,
         options: RequestOptions,
-        fetch: Callable[[RequestOptions], Awaitable[T]],
+        model: type[T],
     ) -> T:
         """Read ``key`` through the cache.
 
@@ -384,7 +385,7 @@ class BaseServiceProxy:
                     with deadline_scope(max(0.0, deadline - time.monotonic())):
                         result = await cache.get_or_load(
                             (operation, key),
-                            lambda: fetch({}),
+                            lambda: self._read(path, model, {}),
                             ttl=ttl,
                             stale_if_error=stale_if_error,
                             group=key,
@@ -464,27 +465,69 @@ class BaseServiceProxy:
             raise ValueError(message)
         if model is not None:
             wire.check_model(model)
-        payload = wire.encode_body(body)
-        headers = dict(_DEFAULT_HEADERS)
-        if payload is not None:
-            headers.update(_JSON_CONTENT_TYPE)
-        headers.update(options.get("headers") or {})
-        # Once per call, not per attempt: every attempt sends the same token.
-        headers = self._engine.with_auth(headers)
+        return self._new_request(
+            method, path, wire.encode_body(body), model, params, options
+        )
+
+    def _new_request(
+        self,
+        method: str,
+        path: str,
+        payload: bytes | None,
+        model: Any,
+        params: Mapping[str, str] | None,
+        options: RequestOptions,
+    ) -> CallRequest:
+        """Build a call whose method, path and model are already known to be valid.
+
+        A call without options takes the defaults as they are, without checking
+        them again, since it runs for every read.
+        """
+        headers = self._headers
+        extra = options.get("headers")
+        if extra:
+            headers = self._engine.with_auth({**_DEFAULT_HEADERS, **extra})
         request_id = current_request_id()
-        if request_id is not None:
-            headers.setdefault(REQUEST_ID_HEADER, request_id)
+        if payload is not None or extra or request_id is not None:
+            headers = dict(headers)
+            if payload is not None:
+                headers.setdefault("Content-Type", "application/json")
+            if request_id is not None:
+                headers.setdefault(REQUEST_ID_HEADER, request_id)
+        settings = self.settings
+        if options:
+            timeout = _positive("timeout", options.get("timeout"), settings.timeout)
+            retries = _retries(options.get("retries"), settings.retries)
+            deadline = self._deadline(options.get("deadline"))
+        else:
+            timeout = settings.timeout
+            retries = settings.retries
+            deadline = time.monotonic() + settings.deadline
+            ambient = current_deadline()
+            if ambient is not None and ambient < deadline:
+                deadline = ambient
         return CallRequest(
             target=wire.CallTarget(self.name, method, path),
             url=yarl.URL(self._base_url + path, encoded=True),
             params=params,
             body=payload,
             headers=headers,
-            timeout=_positive("timeout", options.get("timeout"), self.settings.timeout),
-            retries=_retries(options.get("retries"), self.settings.retries),
-            deadline=self._deadline(options.get("deadline")),
+            timeout=timeout,
+            retries=retries,
+            deadline=deadline,
             model=model,
         )
+
+    def _read(
+        self,
+        path: str,
+        model: type[T],
+        options: RequestOptions,
+        params: Mapping[str, str] | None = None,
+    ) -> Awaitable[T]:
+        """Start a GET of a typed method, whose path is built from encoded ids."""
+        request = self._new_request("GET", path, None, model, params, options)
+        return cast(Awaitable[T], self._engine.call(request))
 
     def _deadline(self, seconds: float | None) -> float:
         """Return the earliest of the option, the setting and the context deadline."""

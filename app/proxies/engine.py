@@ -49,9 +49,13 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503})
 MAX_REDIRECTS = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRequest:
-    """One logical call, ready to send as many times as its retries allow."""
+    """One logical call, ready to send as many times as its retries allow.
+
+    Treat it as read-only once built; it is not frozen because a frozen
+    dataclass pays one setattr call per field, on every call.
+    """
 
     target: wire.CallTarget
     url: yarl.URL
@@ -89,7 +93,7 @@ class _Hop:
     headers: Mapping[str, str] = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Response:
     """Status, body and redirect and Retry-After headers of one response."""
 
@@ -186,7 +190,14 @@ class CallEngine:
         metrics = self._metrics[request.target.method]
         started = time.perf_counter()
         try:
-            result = await self._first_then_retries(request)
+            try:
+                result = await self._attempt(request, 1)
+            except ServiceRejectedError:
+                raise
+            except ServiceProxyError as exc:
+                if request.retries == 0 or not self._may_retry(exc, request):
+                    raise
+                result = await self._retry(request, exc)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
@@ -206,18 +217,13 @@ class CallEngine:
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.success.inc()
         metrics.duration.observe(elapsed_ms)
+        self._log.debug(
+            "{method} {path} succeeded in {duration_ms:.1f} ms",
+            method=request.target.method,
+            path=request.target.path,
+            duration_ms=elapsed_ms,
+        )
         return result
-
-    async def _first_then_retries(self, request: CallRequest) -> Any:
-        try:
-            return await self._attempt(request, 1)
-        except ServiceRejectedError:
-            raise
-        except ServiceProxyError as exc:
-            if request.retries == 0 or not self._may_retry(exc, request):
-                raise
-            first_error = exc
-        return await self._retry(request, first_error)
 
     async def _retry(self, request: CallRequest, first_error: ServiceProxyError) -> Any:
         pending: ServiceProxyError | None = first_error
@@ -340,16 +346,13 @@ class CallEngine:
         but the exchange itself.
         """
         target = request.target
-        if self._session.closed:
-            details = "the client session is closed; the container was shut down"
-            raise ServiceSessionClosedError(
-                self.name, None, details, method=target.method, path=target.path
-            )
-        remaining = request.remaining()
+        deadline = request.deadline
+        now = time.monotonic()
+        remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
             self._reject(request, "deadline")
             raise self._deadline_error(request, "the deadline passed before sending")
-        if self.cooldown.remaining():
+        if self.cooldown.until > now:
             remaining = await self._wait_for_cooldown(request, remaining)
         breaker = self.breaker
         if breaker is not None and not breaker.try_acquire():
@@ -367,10 +370,28 @@ class CallEngine:
                 await self._queue_for_bulkhead(request, bulkhead, remaining)
                 remaining = request.remaining()
             try:
-                result = await self._send(request, attempt, remaining)
+                timeout = request.timeout
+                capped = remaining is not None and remaining < timeout
+                if capped:
+                    timeout = max(remaining or 0.0, 0.0)
+                response = await self._exchange(
+                    request,
+                    target.method,
+                    request.url,
+                    request.params,
+                    request.body,
+                    request.headers,
+                    timeout,
+                    capped,
+                )
+                if response.location is not None and self.settings.follow_redirects:
+                    response = await self._follow_redirects(
+                        request, response, timeout, capped
+                    )
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
+            result = self._result(request, response)
         except ServiceProxyError as exc:
             self._record_outcome(exc)
             raise
@@ -453,48 +474,24 @@ class CallEngine:
             return True
         return exc.waited >= self.settings.breaker_slow_call
 
-    async def _send(
-        self, request: CallRequest, attempt: int, remaining: float | None
-    ) -> Any:
+    def _result(self, request: CallRequest, response: _Response) -> Any:
+        """Decode a final 2xx response, or raise the error its status means."""
+        status = response.status
+        if 200 <= status < 300:
+            return wire.decode_body(
+                request.target, status, response.body, request.model
+            )
         target = request.target
-        timeout = request.timeout
-        capped = remaining is not None and remaining < timeout
-        if capped:
-            timeout = max(remaining or 0.0, 0.0)
-        self._log.debug(
-            "{method} {path} attempt {attempt}",
-            method=target.method,
-            path=target.path,
-            attempt=attempt,
-        )
-        response = await self._exchange(
-            request,
-            target.method,
-            request.url,
-            request.params,
-            request.body,
-            request.headers,
-            timeout,
-            capped,
-        )
-        if response.location is not None and self.settings.follow_redirects:
-            response = await self._follow_redirects(request, response, timeout, capped)
-
-        if response.status < 200:
-            details = f"final response with informational status {response.status}"
+        if status < 200:
+            details = f"final response with informational status {status}"
             raise ServiceProtocolError(
                 self.name, None, details, method=target.method, path=target.path
             )
-        if response.status >= 300:
-            error = wire.status_error(
-                target,
-                response.status,
-                self._without_token(response.body),
-                self._token,
-            )
-            self._apply_retry_after(error, response.retry_after)
-            raise error
-        return wire.decode_body(target, response.status, response.body, request.model)
+        error = wire.status_error(
+            target, status, self._without_token(response.body), self._token
+        )
+        self._apply_retry_after(error, response.retry_after)
+        raise error
 
     async def _follow_redirects(
         self, request: CallRequest, response: _Response, seconds: float, capped: bool
@@ -553,7 +550,6 @@ class CallEngine:
             if seconds == self.settings.timeout
             else aiohttp.ClientTimeout(total=seconds)
         )
-        started = time.perf_counter()
         retry_after: str | None = None
         location: str | None = None
         status: int | None = None
@@ -575,6 +571,8 @@ class CallEngine:
                 if location is not None and self.settings.follow_redirects:
                     # The body of a followed redirect is not used.
                     body = b""
+                elif wire.fits_whole(response, self.settings.max_body_bytes):
+                    body = await response.read()
                 else:
                     body = await wire.read_body(
                         target, response, self.settings.max_body_bytes
@@ -583,23 +581,19 @@ class CallEngine:
             error = wire.translate_client_error(target, exc, status)
             if capped and isinstance(error, ServiceTimeoutError):
                 cut = self._deadline_error(request, "the deadline passed mid-call")
-                cut.waited = time.perf_counter() - started
+                # Only the total timeout is set, so the attempt waited all of it.
+                cut.waited = seconds
                 error = cut
             raise error from exc
         except RuntimeError as exc:
-            # aiohttp raises RuntimeError when the session closes under a call.
+            # aiohttp raises RuntimeError for a session that is closed, or that
+            # closes under the call.
             if not self._session.closed:
                 raise
+            details = "the client session is closed; the container was shut down"
             raise ServiceSessionClosedError(
-                self.name, None, str(exc), method=target.method, path=target.path
+                self.name, None, details, method=target.method, path=target.path
             ) from exc
-        self._log.debug(
-            "{method} {path} -> {status} in {duration_ms:.1f} ms",
-            method=method,
-            path=target.path,
-            status=status,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
         return _Response(status, body, location, retry_after)
 
     def _next_hop(

@@ -50,8 +50,8 @@ class InterviewServiceProxy(BaseServiceProxy):
             "get_interview",
             interview_id,
             path,
+            Interview,
             options,
-            lambda opts: self.get(path, model=Interview, **opts),
         )
 
     async def get_user_interviews(
@@ -67,7 +67,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         if status is not None:
             params["status"] = status
         path = f"/users/{path_segment(user_id)}/interviews"
-        return await self.get(path, model=InterviewList, params=params, **options)
+        return await self._read(path, InterviewList, options, params)
 
     async def update_interview(
         self,
@@ -104,8 +104,8 @@ class InterviewServiceProxy(BaseServiceProxy):
             "get_candidates",
             interview_id,
             path,
+            CandidateList,
             options,
-            lambda opts: self.get(path, model=CandidateList, **opts),
         )
 
     async def add_candidate(
@@ -132,8 +132,8 @@ class InterviewServiceProxy(BaseServiceProxy):
             "get_interview_stats",
             interview_id,
             path,
+            InterviewStats,
             options,
-            lambda opts: self.get(path, model=InterviewStats, **opts),
         )
 
     async def get_user_interview_stats(
@@ -141,7 +141,7 @@ class InterviewServiceProxy(BaseServiceProxy):
     ) -> UserInterviewStats:
         """Fetch the interview and candidate counts of a user."""
         path = f"/users/{path_segment(user_id)}/interview-stats"
-        return await self.get(path, model=UserInterviewStats, **options)
+        return await self._read(path, UserInterviewStats, options)
 
     async def publish_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]

@@ -33,8 +33,8 @@ class UserServiceProxy(BaseServiceProxy):
             "get_user",
             user_id,
             path,
+            User,
             options,
-            lambda opts: self.get(path, model=User, **opts),
         )
 
     async def get_user_profile(
@@ -46,8 +46,8 @@ class UserServiceProxy(BaseServiceProxy):
             "get_user_profile",
             user_id,
             path,
+            UserProfile,
             options,
-            lambda opts: self.get(path, model=UserProfile, **opts),
         )
 
     async def update_user_profile(
@@ -104,8 +104,8 @@ class UserServiceProxy(BaseServiceProxy):
             "get_user_stats",
             user_id,
             path,
+            UserStats,
             options,
-            lambda opts: self.get(path, model=UserStats, **opts),
         )
 
     async def check_user_exists(
@@ -113,9 +113,7 @@ class UserServiceProxy(BaseServiceProxy):
     ) -> bool:
         """Tell whether an account with this e-mail address exists."""
         params = {"email": email}
-        result = await self.get(
-            "/users/exists", model=UserExists, params=params, **options
-        )
+        result = await self._read("/users/exists", UserExists, options, params)
         return result.exists
 
     async def list_users(
@@ -130,4 +128,4 @@ class UserServiceProxy(BaseServiceProxy):
         params = {"page": str(page), "limit": str(limit)}
         if search:
             params["search"] = search
-        return await self.get("/users", model=UserList, params=params, **options)
+        return await self._read("/users", UserList, options, params)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +33,7 @@ __all__ = [
     "check_model",
     "decode_body",
     "encode_body",
+    "fits_whole",
     "origin_of",
     "path_segment",
     "read_body",
@@ -54,8 +54,7 @@ _VALIDATION_ERRORS_SHOWN = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-@dataclass(frozen=True, slots=True)
-class CallTarget:
+class CallTarget(NamedTuple):
     """Service, method and path of a call, for error messages."""
 
     service: str
@@ -75,6 +74,9 @@ def path_segment(value: str | int) -> str:
             a lone surrogate, which has no UTF-8 encoding.
     """
     text = str(value)
+    if text.isalnum() and text.isascii() and len(text) <= MAX_SEGMENT_LENGTH:
+        # Letters and digits only: nothing to encode.
+        return text
     if text in {"", ".", ".."}:
         message = f"path parameter must be a non-empty id, got {text!r}"
         raise ValueError(message)
@@ -119,13 +121,13 @@ async def read_body(
     """
     if response.status >= 300:
         return await _read_prefix(response.content, min(limit, ERROR_BODY_LIMIT))
-    length = response.content_length
-    # Content-Length counts compressed bytes; a small gzip body can inflate to
-    # gigabytes, so an encoded body is measured as it is decoded.
-    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
-    if length is not None and length <= limit and not encoded:
+    if fits_whole(response, limit):
         return await response.read()
-    if length is None or encoded:
+    length = response.content_length
+    if (
+        length is None
+        or response.headers.get("Content-Encoding", "identity") != "identity"
+    ):
         body = await _read_prefix(response.content, limit + 1)
         if len(body) <= limit:
             return body
@@ -138,6 +140,24 @@ async def read_body(
         details,
         method=target.method,
         path=target.path,
+    )
+
+
+def fits_whole(response: aiohttp.ClientResponse, limit: int) -> bool:
+    """Tell whether a 2xx body may be read at once: it declares at most ``limit`` bytes.
+
+    Content-Length counts compressed bytes; a small gzip body can inflate to
+    gigabytes, so an encoded body never fits and is measured as it is decoded.
+    """
+    if response.status >= 300:
+        return False
+    headers = response.headers
+    length = headers.get("Content-Length")
+    return (
+        length is not None
+        and length.isdigit()
+        and int(length) <= limit
+        and headers.get("Content-Encoding", "identity") == "identity"
     )
 
 

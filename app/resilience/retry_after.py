@@ -40,22 +40,23 @@ class Cooldown:
     back the concurrent calls too, instead of each learning it from its own 503.
     """
 
-    __slots__ = ("_until",)
+    __slots__ = ("until",)
 
     def __init__(self) -> None:
-        self._until = 0.0
+        # The time.monotonic() before which callers wait; 0.0 when none is set.
+        self.until = 0.0
 
     def extend(self, seconds: float) -> None:
         """Hold callers back for ``seconds`` from now, unless already held longer."""
-        self._until = max(self._until, time.monotonic() + seconds)
+        self.until = max(self.until, time.monotonic() + seconds)
 
     def remaining(self) -> float:
         """Return the seconds left, 0.0 when callers may go ahead."""
-        until = self._until
+        until = self.until
         if not until:
             return 0.0
         left = until - time.monotonic()
         if left <= 0:
-            self._until = 0.0
+            self.until = 0.0
             return 0.0
         return left

@@ -29,6 +29,7 @@ class RollingCounter:
         "_clock",
         "_counts",
         "_current",
+        "_current_ends",
         "_kinds",
         "_totals",
     )
@@ -53,11 +54,14 @@ class RollingCounter:
         # Bucket b stores its count of kind k at index b * kinds + k.
         self._counts = [0] * (kinds * buckets)
         self._totals = [0] * kinds
-        self._current = self._bucket_index()
+        self._current = 0
+        self._current_ends = 0.0
+        self._set_current(self._bucket_index())
 
     def add(self, kind: int) -> None:
         """Count one event of `kind` at the current time."""
-        self._expire()
+        if self._clock() >= self._current_ends:
+            self._expire()
 
         slot = (self._current % self._bucket_count) * self._kinds + kind
         self._counts[slot] += 1
@@ -75,7 +79,7 @@ class RollingCounter:
         for kind in range(self._kinds):
             self._totals[kind] = 0
 
-        self._current = self._bucket_index()
+        self._set_current(self._bucket_index())
 
     def _bucket_index(self) -> int:
         return math.floor(self._clock() / self._bucket_width)
@@ -97,4 +101,9 @@ class RollingCounter:
                 self._totals[kind] -= self._counts[start + kind]
                 self._counts[start + kind] = 0
 
+        self._set_current(index)
+
+    def _set_current(self, index: int) -> None:
         self._current = index
+        # Until this time add() counts into the current bucket without expiring.
+        self._current_ends = (index + 1) * self._bucket_width
