@@ -17,6 +17,7 @@ from app.gateway.handlers import (
     ready,
 )
 from app.gateway.health import ReadinessProbe, UpstreamCheck
+from app.gateway.status import add_status_routes
 
 __all__ = ["CONTAINER_KEY", "create_app"]
 
@@ -37,6 +38,7 @@ def create_app(container: Container | None = None) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", make_aiohttp_handler(container.metrics_registry()))
+    add_status_routes(app)
     return app
 
 

@@ -6,6 +6,7 @@ from app.proxies.base import (
     HealthReport,
     RequestOptions,
 )
+from app.proxies.endpoints import EndpointState
 from app.proxies.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -34,6 +35,7 @@ __all__ = [
     "BaseServiceProxy",
     "BulkheadFullError",
     "CircuitOpenError",
+    "EndpointState",
     "ErrorKind",
     "HealthReport",
     "InterviewServiceProxy",

@@ -18,6 +18,7 @@ from loguru import logger
 from app.correlation import REQUEST_ID_HEADER, current_request_id
 from app.metrics import HTTP_METHODS, ProxyMetrics
 from app.proxies import wire
+from app.proxies.endpoints import EndpointState
 from app.proxies.engine import CallEngine, CallRequest
 from app.proxies.errors import (
     ServiceClientError,
@@ -138,6 +139,15 @@ class BaseServiceProxy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self._base_url!r})"
+
+    def endpoint_states(self) -> list[EndpointState]:
+        """Return each base URL of the service and whether calls go to it."""
+        return [EndpointState(url=self._base_url, state="active")]
+
+    def circuit_state(self) -> str:
+        """Return the circuit's state: closed, open, half_open or disabled."""
+        breaker = self._engine.breaker
+        return "disabled" if breaker is None else breaker.state.name.lower()
 
     @overload
     async def get(
@@ -326,14 +336,12 @@ class BaseServiceProxy:
         except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
             error = type(exc).__name__
         elapsed_ms = (time.perf_counter() - started) * 1000
-        breaker = self._engine.breaker
-        circuit = "disabled" if breaker is None else breaker.state.name.lower()
         return HealthReport(
             service=self.name,
             reachable=status is not None and 200 <= status < 300,
             status_code=status,
             latency_ms=round(elapsed_ms, 1),
-            circuit=circuit,
+            circuit=self.circuit_state(),
             error=error,
         )
 

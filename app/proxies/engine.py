@@ -29,6 +29,7 @@ from app.proxies.errors import (
     ServiceSessionClosedError,
     ServiceTimeoutError,
 )
+from app.proxies.stats import CallStats
 from app.redaction import REDACTED, redact_record
 from app.resilience.breaker import CircuitBreaker, CircuitState
 from app.resilience.budget import RetryBudget
@@ -134,6 +135,7 @@ class CallEngine:
         token = settings.auth_token
         self._token = None if token is None else token.get_secret_value()
         self.cooldown = Cooldown()
+        self.stats = CallStats()
         self.breaker = self._build_breaker(settings)
         gauge = metrics.circuit_state.labels(name)
         breaker = self.breaker
@@ -188,6 +190,8 @@ class CallEngine:
             ServiceProxyError: the call failed; the last attempt's error is raised.
         """
         metrics = self._metrics[request.target.method]
+        stats = self.stats
+        stats.in_flight += 1
         started = time.perf_counter()
         try:
             try:
@@ -202,6 +206,7 @@ class CallEngine:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
             metrics.duration.observe(elapsed_ms)
+            stats.record(elapsed_ms, True)
             self._log.log(
                 _failure_log_level(exc),
                 "{method} {path} failed after {attempts} attempt(s) "
@@ -214,9 +219,12 @@ class CallEngine:
                 status=exc.status_code,
             )
             raise
+        finally:
+            stats.in_flight -= 1
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.success.inc()
         metrics.duration.observe(elapsed_ms)
+        stats.record(elapsed_ms, False)
         self._log.debug(
             "{method} {path} succeeded in {duration_ms:.1f} ms",
             method=request.target.method,

@@ -72,6 +72,11 @@ class RollingCounter:
         self._expire()
         return self._totals[kind]
 
+    def totals(self) -> list[int]:
+        """Return a copy of every kind's count in the window, indexed by kind."""
+        self._expire()
+        return self._totals.copy()
+
     def clear(self) -> None:
         """Reset every count to zero."""
         for slot in range(len(self._counts)):

@@ -50,6 +50,27 @@ class TestCounting:
 
         assert counter.total(FIRST) == 5
 
+    def test_totals_lists_every_kind(
+        self, clock: ManualClock, counter: RollingCounter
+    ) -> None:
+        """totals() returns each kind's count, after expiring old buckets."""
+        counter.add(FIRST)
+        clock.advance(5.0)
+        counter.add(SECOND)
+        counter.add(SECOND)
+        both = counter.totals()
+        clock.advance(5.0)
+        after_first_expired = counter.totals()
+
+        assert both == [1, 2]
+        assert after_first_expired == [0, 2]
+
+    def test_totals_is_a_copy(self, counter: RollingCounter) -> None:
+        """Changing the returned list leaves the counter as it was."""
+        counter.totals()[FIRST] = 99
+
+        assert counter.total(FIRST) == 0
+
     def test_clear(self, counter: RollingCounter) -> None:
         """clear() resets every total to zero."""
         counter.add(FIRST)
