@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,9 @@ from loguru import logger
 
 from app.containers import Container, resolve, running_container
 from app.gateway.app import create_app
+from app.gateway.workers import LOOPS, MAX_WORKERS, exec_gunicorn
 from app.logs import configure_logging
+from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
 from app.proxies.errors import ServiceProxyError
 from app.redaction import mask_emails
 from app.sandbox import run_sandbox, seeded_user_ids
@@ -66,6 +69,20 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the dashboard gateway")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default: 3000)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help=f"number of gateway processes, 1 to {MAX_WORKERS}. 2 or more run "
+        "gunicorn with aiohttp's worker class, and /metrics adds up all of them "
+        "(default: 1)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=LOOPS,
+        help="event loop of the gunicorn workers (default: uvloop when it is "
+        "installed, else asyncio), only with --workers 2 or more",
+    )
     serve.set_defaults(handler=_serve)
 
     sandbox = commands.add_parser(
@@ -131,6 +148,18 @@ def _port(text: str) -> int:
     return port
 
 
+def _workers(text: str) -> int:
+    """Parse --workers for argparse: a whole number from 1 to MAX_WORKERS."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        message = f"must be a whole number from 1 to {MAX_WORKERS}, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return count
+
+
 def _latency(text: str) -> float:
     """Parse --latency-ms for argparse: a finite number of milliseconds, 0 or more."""
     try:
@@ -144,9 +173,25 @@ def _latency(text: str) -> float:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers == 1 and args.loop is not None:
+        message = "--loop applies to gunicorn workers; add --workers 2 or more"
+        raise ValueError(message)
     settings = load_settings()
     host = args.host or settings.gateway.host
     port = settings.gateway.port if args.port is None else args.port
+    if args.workers > 1:
+        exec_gunicorn(
+            host=host,
+            port=port,
+            workers=args.workers,
+            loop=args.loop,
+            log_level=args.log_level,
+        )
+    # A directory set by the operator puts this process in multiprocess mode
+    # too; files of an earlier run would add to its totals.
+    multiprocess_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if multiprocess_dir:
+        clean_multiprocess_dir(multiprocess_dir)
     container = Container()
     container.settings.override(providers.Object(settings))
     logger.info("gateway starting on http://{host}:{port}", host=host, port=port)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["DURATION_BUCKETS_MS", "HTTP_METHODS", "CallMetrics", "ProxyMetrics"]
+__all__ = [
+    "DURATION_BUCKETS_MS",
+    "HTTP_METHODS",
+    "MULTIPROC_DIR_VARIABLE",
+    "CallMetrics",
+    "ProxyMetrics",
+    "clean_multiprocess_dir",
+    "scrape_registry",
+]
+
+# prometheus_client's multiprocess mode is on when this variable names a directory
+# at the time prometheus_client is first imported.
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -35,6 +50,9 @@ class ProxyMetrics:
 
     Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method and
     ``status`` is ``success`` or ``error``. No URL, id or error text is a label.
+
+    NOTE: in multiprocess mode two instances in one process write the same file
+    entries and overwrite each other's counts, so a worker builds only one.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -64,6 +82,10 @@ class ProxyMetrics:
             "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
             ["service"],
             registry=registry,
+            # With several worker processes, the highest state among the live
+            # ones: 0 only when every worker's circuit is closed. A dead
+            # worker's value leaves with it, so its open circuit is not shown.
+            multiprocess_mode="livemax",
         )
         self.rejected = Counter(
             "service_calls_rejected_total",
@@ -104,3 +126,32 @@ class CallMetrics:
     error: Counter
     duration: Histogram
     retries: Counter
+
+
+def scrape_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """Return the registry that ``/metrics`` serves.
+
+    In prometheus_client's multiprocess mode this is a new registry whose
+    MultiProcessCollector adds up the files of every process, so a scrape shows
+    the totals of all workers. The counters and histograms of dead processes
+    stay in those totals. Otherwise it is ``registry`` itself.
+    """
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not directory:
+        return registry
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+    return merged
+
+
+def clean_multiprocess_dir(directory: str) -> None:
+    """Create ``directory`` if needed and delete the metric files in it.
+
+    Run it before any process of a new start records a metric: files left by an
+    earlier run would otherwise add their counts to the new totals. Only the
+    ``*.db`` files that prometheus_client writes are deleted.
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)

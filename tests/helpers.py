@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from app.metrics import MULTIPROC_DIR_VARIABLE
 from app.sandbox import create_interview_service_app, create_user_service_app
 from app.settings import ServiceSettings, Settings
 
@@ -22,6 +27,7 @@ __all__ = [
     "sample",
     "serve_app",
     "service_settings",
+    "write_counter",
 ]
 
 # Retry waits of 10 ms, 20 ms, 40 ms... instead of 1 s, 2 s, 4 s.
@@ -94,3 +100,22 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def write_counter(directory: Path, value: int) -> None:
+    """Count ``value`` user-service GETs in a metrics file of a process of its own.
+
+    The process runs in prometheus_client's multiprocess mode with ``directory``
+    and exits, as a gateway worker that died would.
+    """
+    script = (
+        "from prometheus_client import Counter\n"
+        "calls = Counter('service_calls', 'calls', ['service', 'method', 'status'])\n"
+        f"calls.labels('user-service', 'GET', 'success').inc({value})\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, MULTIPROC_DIR_VARIABLE: str(directory)},
+        check=True,
+        timeout=30,
+    )

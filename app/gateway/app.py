@@ -18,6 +18,7 @@ from app.gateway.handlers import (
 )
 from app.gateway.health import ReadinessProbe, UpstreamCheck
 from app.gateway.status import add_status_routes
+from app.metrics import scrape_registry
 
 __all__ = ["CONTAINER_KEY", "create_app"]
 
@@ -37,7 +38,8 @@ def create_app(container: Container | None = None) -> web.Application:
     app.router.add_get("/api/dashboard/{user_id}", get_dashboard)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", make_aiohttp_handler(container.metrics_registry()))
+    registry = scrape_registry(container.metrics_registry())
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
     add_status_routes(app)
     return app
 

@@ -136,15 +136,12 @@ class CallEngine:
         self._token = None if token is None else token.get_secret_value()
         self.cooldown = Cooldown()
         self.stats = CallStats()
+        # Set on every transition rather than read at scrape time, because
+        # prometheus_client's multiprocess mode has no set_function.
+        self._circuit_gauge = metrics.circuit_state.labels(name)
+        self._circuit_gauge.set(CircuitState.CLOSED)
+        self._circuit_timer: asyncio.TimerHandle | None = None
         self.breaker = self._build_breaker(settings)
-        gauge = metrics.circuit_state.labels(name)
-        breaker = self.breaker
-        if breaker is None:
-            gauge.set(CircuitState.CLOSED)
-        else:
-            # Read at scrape time, so that an open circuit whose break has ended
-            # shows as half-open before the next call arrives.
-            gauge.set_function(lambda: breaker.state)
         self.budget = (
             RetryBudget(
                 ratio=settings.budget_ratio,
@@ -676,12 +673,40 @@ class CallEngine:
         )
 
     def _circuit_changed(self, name: str, old: CircuitState, new: CircuitState) -> None:
+        self._circuit_gauge.set(new)
+        if new is CircuitState.OPEN:
+            self._check_circuit_later(self.settings.breaker_break_duration)
         self._log.warning(
             "circuit of {service} went from {old} to {new}",
             service=name,
             old=old.name.lower(),
             new=new.name.lower(),
         )
+
+    def _check_circuit_later(self, delay: float) -> None:
+        """Read the breaker's state in ``delay`` seconds.
+
+        The read turns an open circuit whose break has ended half-open, so the
+        gauge shows it before the next call arrives.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Outside an event loop the next call or state read moves it on.
+            return
+        if self._circuit_timer is not None:
+            self._circuit_timer.cancel()
+        self._circuit_timer = loop.call_later(delay, self._check_circuit)
+
+    def _check_circuit(self) -> None:
+        self._circuit_timer = None
+        if self.breaker is None:
+            return
+        # open_remaining() reads the state, which makes a due transition.
+        remaining = self.breaker.open_remaining()
+        if remaining > 0:
+            # The timer fired a little early; wait for the rest of the break.
+            self._check_circuit_later(remaining)
 
 
 def _failure_log_level(exc: ServiceProxyError) -> str:

@@ -454,6 +454,26 @@ class TestCircuitBreaker:
         ]
         assert len(changes) == 3
 
+    async def test_circuit_gauge_turns_half_open_without_calls(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """When the break ends, the gauge shows half-open before any new call."""
+        upstream.script(Reply.json({"message": "down"}, 503))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
+        for _ in range(4):
+            with pytest.raises(ServiceServerError):
+                await proxy.get("/x")
+        opened = sample(registry, "service_circuit_state", service=SERVICE)
+
+        await asyncio.sleep(0.3)
+
+        assert opened == 1
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 2
+        assert upstream.hits == 4
+
     async def test_circuit_breaker_reopens_on_probe_failure(
         self,
         upstream: ScriptedUpstream,

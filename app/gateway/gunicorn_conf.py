@@ -1,0 +1,93 @@
+"""Gunicorn settings and hooks of ``python -m app serve --workers N``.
+
+Gunicorn takes every lower-case name here that is one of its settings; its
+command-line options and ``GUNICORN_CMD_ARGS`` override them. The hooks keep
+prometheus_client's multiprocess directory consistent, so they need
+PROMETHEUS_MULTIPROC_DIR set before gunicorn starts, as ``serve`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Protocol
+
+from prometheus_client import multiprocess
+
+from app.logs import LOG_LEVEL_VARIABLE, configure_logging
+from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
+
+__all__ = [
+    "GRACEFUL_TIMEOUT_SECONDS",
+    "OWNED_METRICS_DIR_VARIABLE",
+    "child_exit",
+    "control_socket_disable",
+    "graceful_timeout",
+    "loglevel",
+    "on_exit",
+    "on_starting",
+    "post_fork",
+]
+
+# Seconds a worker has after SIGTERM to finish its requests before gunicorn
+# kills it.
+GRACEFUL_TIMEOUT_SECONDS = 30
+# Names the metrics directory that ``serve`` created for this run, so that
+# on_exit removes it. A directory that the operator chose is kept.
+OWNED_METRICS_DIR_VARIABLE = "SERVICE_PROXIES_OWNED_METRICS_DIR"
+
+# Loguru's levels and the nearest of gunicorn's own.
+_GUNICORN_LEVELS = {
+    "TRACE": "debug",
+    "DEBUG": "debug",
+    "INFO": "info",
+    "SUCCESS": "info",
+    "WARNING": "warning",
+    "ERROR": "error",
+    "CRITICAL": "critical",
+}
+
+graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+# Gunicorn 25.1+ opens a control socket at one path per user by default, which
+# two gateways of one user would both claim.
+control_socket_disable = True
+loglevel = _GUNICORN_LEVELS.get(
+    os.environ.get(LOG_LEVEL_VARIABLE, "INFO").upper(), "info"
+)
+
+
+class _Worker(Protocol):
+    pid: int
+
+
+def on_starting(server: object) -> None:
+    """Delete the metric files of an earlier run before the first worker starts."""
+    clean_multiprocess_dir(_metrics_dir())
+
+
+def post_fork(server: object, worker: object) -> None:
+    """Send the worker's log lines to stderr at LOG_LEVEL, in LOG_FORMAT."""
+    configure_logging()
+
+
+def child_exit(server: object, worker: _Worker) -> None:
+    """Drop the live gauges of a worker that exited. Its counters stay in the totals."""
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir())  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics directory when ``serve`` created it for this run."""
+    directory = _metrics_dir()
+    if os.environ.get(OWNED_METRICS_DIR_VARIABLE) == directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _metrics_dir() -> str:
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not directory:
+        message = (
+            f"{MULTIPROC_DIR_VARIABLE} is not set; start the gateway with "
+            "python -m app serve --workers N, which sets it"
+        )
+        raise RuntimeError(message)
+    return directory
