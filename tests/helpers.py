@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.util._once import Once
 from prometheus_client import CollectorRegistry
 
 from app.sandbox import create_interview_service_app, create_user_service_app
@@ -18,6 +20,7 @@ __all__ = [
     "FAST_RETRY",
     "Sandbox",
     "free_port",
+    "reset_trace_globals",
     "run_sandbox_apps",
     "sample",
     "serve_app",
@@ -94,3 +97,15 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def reset_trace_globals() -> None:
+    """Put OpenTelemetry's global tracer provider back to the API's default.
+
+    The API lets a process set its global provider once. This does what
+    ``opentelemetry.test.globals_test.reset_trace_globals`` of opentelemetry-python's
+    test utilities does, without that package and its dependencies.
+    """
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()

@@ -36,6 +36,7 @@ from app.resilience.bulkhead import Bulkhead, BulkheadRejectedError
 from app.resilience.deadline import DEADLINE_HEADER
 from app.resilience.retry_after import Cooldown, parse_retry_after
 from app.settings import ServiceSettings
+from app.tracing import call_tracer, inject_trace_context
 
 __all__ = ["MAX_REDIRECTS", "CallEngine", "CallRequest"]
 
@@ -120,6 +121,8 @@ class CallEngine:
         self._session = session
         self._log = logger.bind(service=name).patch(redact_record)
         self._origin = wire.origin_of(yarl.URL(settings.url))
+        # None unless an OpenTelemetry SDK is installed when the engine is built.
+        self._tracer = call_tracer(name, yarl.URL(settings.url))
         self._metrics: dict[str, CallMetrics] = {
             method: metrics.for_call(name, method) for method in HTTP_METHODS
         }
@@ -184,6 +187,10 @@ class CallEngine:
             ServiceProxyError: the call failed; the last attempt's error is raised.
         """
         metrics = self._metrics[request.target.method]
+        tracer = self._tracer
+        span = (
+            None if tracer is None else tracer.start(request.target.method, request.url)
+        )
         started = time.perf_counter()
         try:
             result = await self._first_then_retries(request)
@@ -202,10 +209,18 @@ class CallEngine:
                 kind=exc.kind.value,
                 status=exc.status_code,
             )
+            if span is not None:
+                span.end(exc)
+            raise
+        except BaseException as exc:
+            if span is not None:
+                span.end_interrupted(exc)
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.success.inc()
         metrics.duration.observe(elapsed_ms)
+        if span is not None:
+            span.end()
         return result
 
     async def _first_then_retries(self, request: CallRequest) -> Any:
@@ -548,6 +563,7 @@ class CallEngine:
             raise self._timeout_error(request, capped)
         headers = dict(request_headers)
         headers[DEADLINE_HEADER] = str(int(seconds * 1000))
+        call_span = inject_trace_context(headers)
         timeout = (
             self._default_timeout
             if seconds == self.settings.timeout
@@ -568,6 +584,8 @@ class CallEngine:
                 allow_redirects=False,
             ) as response:
                 status = response.status
+                if call_span is not None:
+                    call_span.status_code = status
                 if status in _RETRY_AFTER_STATUSES:
                     retry_after = response.headers.get("Retry-After")
                 if status in wire.REDIRECT_STATUSES:
