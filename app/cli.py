@@ -22,6 +22,7 @@ from app.redaction import mask_emails
 from app.sandbox import run_sandbox, seeded_user_ids
 from app.sandbox.server import SANDBOX_SERVICES
 from app.settings import Settings, load_settings
+from app.telemetry import install_tracer_provider
 
 __all__ = ["main"]
 
@@ -147,6 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     host = args.host or settings.gateway.host
     port = settings.gateway.port if args.port is None else args.port
+    # Before the app and its proxies are built, which read the provider once.
+    install_tracer_provider()
     container = Container()
     container.settings.override(providers.Object(settings))
     logger.info("gateway starting on http://{host}:{port}", host=host, port=port)
