@@ -25,6 +25,7 @@ from app.redaction import mask_emails
 from app.sandbox import run_sandbox, seeded_user_ids
 from app.sandbox.server import SANDBOX_SERVICES
 from app.settings import Settings, load_settings
+from app.telemetry import install_tracer_provider
 
 __all__ = ["main"]
 
@@ -192,6 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
     multiprocess_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if multiprocess_dir:
         clean_multiprocess_dir(multiprocess_dir)
+    # Before the app and its proxies are built, which read the provider once.
+    install_tracer_provider()
     container = Container()
     container.settings.override(providers.Object(settings))
     logger.info("gateway starting on http://{host}:{port}", host=host, port=port)

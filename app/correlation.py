@@ -1,4 +1,4 @@
-"""Request ids that follow a gateway request into every log line and upstream call."""
+"""Request and trace ids that follow a gateway request into every log line."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
 
 __all__ = [
     "REQUEST_ID_HEADER",
+    "add_correlation_ids",
     "current_request_id",
     "request_id_scope",
     "usable_request_id",
@@ -43,3 +47,20 @@ def request_id_scope(request_id: str) -> Iterator[str]:
         yield request_id
     finally:
         _request_id.reset(token)
+
+
+def add_correlation_ids(fields: dict[str, Any]) -> None:
+    """Add ``request_id``, ``trace_id`` and ``span_id`` to a log record's fields.
+
+    The request id is added while a gateway request is handled. The trace and
+    span ids, in W3C hex form, are added while a valid span context is
+    current: a span of an installed SDK, or the context a request brought.
+    Fields the record already has are kept.
+    """
+    request_id = _request_id.get()
+    if request_id is not None:
+        fields.setdefault("request_id", request_id)
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        fields.setdefault("trace_id", trace.format_trace_id(span_context.trace_id))
+        fields.setdefault("span_id", trace.format_span_id(span_context.span_id))

@@ -25,7 +25,16 @@ LOG_LEVEL_VARIABLE = "LOG_LEVEL"
 LOG_FORMAT_VARIABLE = "LOG_FORMAT"
 LOG_FORMATS = ("text", "json")
 # Fields of a JSON line besides time, level and message, when the record has them.
-JSON_FIELDS = ("service", "method", "path", "status", "duration_ms", "request_id")
+JSON_FIELDS = (
+    "service",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "request_id",
+    "trace_id",
+    "span_id",
+)
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from loguru import Record
 
-from app.correlation import current_request_id
+from app.correlation import add_correlation_ids
 
 __all__ = ["REDACTED", "is_sensitive_key", "mask_emails", "redact_record"]
 
@@ -40,16 +40,15 @@ def redact_record(record: Record) -> None:
     named like a credential becomes ``[REDACTED]``. Loguru runs patchers only
     for records that some sink's level accepts, so disabled levels cost nothing.
 
-    It also adds ``request_id`` to ``extra`` while a gateway request is being
-    handled, so that every line of that request carries its id.
+    It also adds the request id, and the trace and span ids of the current span,
+    to ``extra`` (see :func:`~app.correlation.add_correlation_ids`), so that
+    every line of a request carries them.
 
     NOTE: the text of a logged exception and its traceback is not rewritten.
     """
     record["message"] = mask_emails(record["message"])
     extra = record["extra"]
-    request_id = current_request_id()
-    if request_id is not None:
-        extra.setdefault("request_id", request_id)
+    add_correlation_ids(extra)
     for key, value in extra.items():
         extra[key] = REDACTED if is_sensitive_key(key) else _redact(value, 0)
 

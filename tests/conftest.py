@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
 from prometheus_client import CollectorRegistry
 
 from app.metrics import ProxyMetrics
 from app.proxies import BaseServiceProxy, UserServiceProxy
 from app.testing import ScriptedUpstream
-from tests.helpers import Sandbox, run_sandbox_apps, service_settings
+from tests.helpers import (
+    Sandbox,
+    reset_trace_globals,
+    run_sandbox_apps,
+    service_settings,
+)
 
 ProxyFactory = Callable[..., Any]
 
@@ -65,3 +76,22 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     """Serve fresh sandbox services with seeded data on free loopback ports."""
     async with run_sandbox_apps() as running:
         yield running
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    """Install an SDK tracer provider that keeps finished spans, for one test.
+
+    It is installed as a user would, with trace.set_tracer_provider, before the
+    test builds its proxies or gateway, and the API's default is put back after.
+    """
+    reset_trace_globals()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+        reset_trace_globals()

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.util._once import Once
 from prometheus_client import CollectorRegistry
 
 from app.metrics import MULTIPROC_DIR_VARIABLE
@@ -23,6 +25,7 @@ __all__ = [
     "FAST_RETRY",
     "Sandbox",
     "free_port",
+    "reset_trace_globals",
     "run_sandbox_apps",
     "sample",
     "serve_app",
@@ -119,3 +122,15 @@ def write_counter(directory: Path, value: int) -> None:
         check=True,
         timeout=30,
     )
+
+
+def reset_trace_globals() -> None:
+    """Put OpenTelemetry's global tracer provider back to the API's default.
+
+    The API lets a process set its global provider once. This does what
+    ``opentelemetry.test.globals_test.reset_trace_globals`` of opentelemetry-python's
+    test utilities does, without that package and its dependencies.
+    """
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()

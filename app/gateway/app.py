@@ -18,6 +18,7 @@ from app.gateway.handlers import (
 )
 from app.gateway.health import ReadinessProbe, UpstreamCheck
 from app.gateway.status import add_status_routes
+from app.gateway.tracing import trace_context_middleware
 from app.metrics import scrape_registry
 
 __all__ = ["CONTAINER_KEY", "create_app"]
@@ -29,9 +30,12 @@ def create_app(container: Container | None = None) -> web.Application:
     """Build the gateway around a container; a new one is made when none is given.
 
     The container's resources open when the app starts and close when it stops.
+    Requests get OpenTelemetry spans when an SDK tracer provider is installed
+    before this is called; see :mod:`app.tracing`.
     """
     container = container if container is not None else Container()
-    app = web.Application(middlewares=[request_id_middleware, error_middleware])
+    middlewares = [request_id_middleware, trace_context_middleware(), error_middleware]
+    app = web.Application(middlewares=middlewares)
     app[CONTAINER_KEY] = container
     app[STATE_KEY] = GatewayState()
     app.cleanup_ctx.append(_container_resources)

@@ -37,6 +37,7 @@ from app.resilience.bulkhead import Bulkhead, BulkheadRejectedError
 from app.resilience.deadline import DEADLINE_HEADER
 from app.resilience.retry_after import Cooldown, parse_retry_after
 from app.settings import ServiceSettings
+from app.tracing import call_tracer, inject_trace_context
 
 __all__ = ["MAX_REDIRECTS", "CallEngine", "CallRequest"]
 
@@ -125,6 +126,8 @@ class CallEngine:
         self._session = session
         self._log = logger.bind(service=name).patch(redact_record)
         self._origin = wire.origin_of(yarl.URL(settings.url))
+        # None unless an OpenTelemetry SDK is installed when the engine is built.
+        self._tracer = call_tracer(name, yarl.URL(settings.url))
         self._metrics: dict[str, CallMetrics] = {
             method: metrics.for_call(name, method) for method in HTTP_METHODS
         }
@@ -189,16 +192,20 @@ class CallEngine:
         metrics = self._metrics[request.target.method]
         stats = self.stats
         stats.in_flight += 1
+        tracer = self._tracer
+        span = (
+            None if tracer is None else tracer.start(request.target.method, request.url)
+        )
         started = time.perf_counter()
         try:
             try:
-                result = await self._attempt(request, 1)
+                result, status = await self._attempt(request, 1)
             except ServiceRejectedError:
                 raise
             except ServiceProxyError as exc:
                 if request.retries == 0 or not self._may_retry(exc, request):
                     raise
-                result = await self._retry(request, exc)
+                result, status = await self._retry(request, exc)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
@@ -215,6 +222,12 @@ class CallEngine:
                 kind=exc.kind.value,
                 status=exc.status_code,
             )
+            if span is not None:
+                span.end(exc)
+            raise
+        except BaseException as exc:
+            if span is not None:
+                span.end_interrupted(exc)
             raise
         finally:
             stats.in_flight -= 1
@@ -223,14 +236,19 @@ class CallEngine:
         metrics.duration.observe(elapsed_ms)
         stats.record(elapsed_ms, False)
         self._log.debug(
-            "{method} {path} succeeded in {duration_ms:.1f} ms",
+            "{method} {path} -> {status} in {duration_ms:.1f} ms",
             method=request.target.method,
             path=request.target.path,
+            status=status,
             duration_ms=elapsed_ms,
         )
+        if span is not None:
+            span.end()
         return result
 
-    async def _retry(self, request: CallRequest, first_error: ServiceProxyError) -> Any:
+    async def _retry(
+        self, request: CallRequest, first_error: ServiceProxyError
+    ) -> tuple[Any, int]:
         pending: ServiceProxyError | None = first_error
         retrying = tenacity.AsyncRetrying(
             stop=lambda state: self._should_stop(request, state),
@@ -344,8 +362,10 @@ class CallEngine:
             reason=reason,
         )
 
-    async def _attempt(self, request: CallRequest, attempt: int) -> Any:
+    async def _attempt(self, request: CallRequest, attempt: int) -> tuple[Any, int]:
         """Send one attempt through the cool-down, breaker and bulkhead.
+
+        Returns the decoded body and the response's status.
 
         The common case, no cool-down and a free bulkhead slot, awaits nothing
         but the exchange itself.
@@ -406,7 +426,7 @@ class CallEngine:
             raise
         if breaker is not None:
             breaker.record_success()
-        return result
+        return result, response.status
 
     async def _wait_for_cooldown(
         self, request: CallRequest, remaining: float | None
@@ -550,6 +570,7 @@ class CallEngine:
             raise self._timeout_error(request, capped)
         headers = dict(request_headers)
         headers[DEADLINE_HEADER] = str(int(seconds * 1000))
+        call_span = inject_trace_context(headers)
         timeout = (
             self._default_timeout
             if seconds == self.settings.timeout
@@ -569,6 +590,8 @@ class CallEngine:
                 allow_redirects=False,
             ) as response:
                 status = response.status
+                if call_span is not None:
+                    call_span.status_code = status
                 if status in _RETRY_AFTER_STATUSES:
                     retry_after = response.headers.get("Retry-After")
                 if status in wire.REDIRECT_STATUSES:
