@@ -52,6 +52,7 @@ class InterviewServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=Interview, **opts),
+            model=Interview,
         )
 
     async def get_user_interviews(
@@ -82,7 +83,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.patch(path, body, model=Interview, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def delete_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -93,7 +94,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             await self.delete(path, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def get_candidates(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -106,6 +107,7 @@ class InterviewServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=CandidateList, **opts),
+            model=CandidateList,
         )
 
     async def add_candidate(
@@ -121,7 +123,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, body, model=Candidate, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def get_interview_stats(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -134,6 +136,7 @@ class InterviewServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=InterviewStats, **opts),
+            model=InterviewStats,
         )
 
     async def get_user_interview_stats(
@@ -169,4 +172,4 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, model=Interview, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)

@@ -35,6 +35,7 @@ class UserServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=User, **opts),
+            model=User,
         )
 
     async def get_user_profile(
@@ -48,6 +49,7 @@ class UserServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=UserProfile, **opts),
+            model=UserProfile,
         )
 
     async def update_user_profile(
@@ -64,7 +66,7 @@ class UserServiceProxy(BaseServiceProxy):
             return await self.patch(path, body, model=UserProfile, **options)
         finally:
             # Also after a failure: a timed-out write may still have applied.
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def reserve_interview_quota(
         self, user_id: str, **options: Unpack[RequestOptions]
@@ -79,7 +81,7 @@ class UserServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, model=QuotaReservation, **options)
         finally:
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def release_quota(
         self, user_id: str, reservation_id: str, **options: Unpack[RequestOptions]
@@ -93,7 +95,7 @@ class UserServiceProxy(BaseServiceProxy):
         try:
             await self.delete(path, **options)
         finally:
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def get_user_stats(
         self, user_id: str, **options: Unpack[RequestOptions]
@@ -106,6 +108,7 @@ class UserServiceProxy(BaseServiceProxy):
             path,
             options,
             lambda opts: self.get(path, model=UserStats, **opts),
+            model=UserStats,
         )
 
     async def check_user_exists(
