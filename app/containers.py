@@ -15,6 +15,7 @@ from app.http import open_http_session
 from app.metrics import ProxyMetrics
 from app.proxies.interview import InterviewServiceProxy
 from app.proxies.user import UserServiceProxy
+from app.resilience.redis_store import build_cache_store, open_redis_client
 from app.settings import load_settings
 
 __all__ = [
@@ -32,9 +33,12 @@ ContainerT = TypeVar("ContainerT", bound=containers.Container)
 class Container(containers.DeclarativeContainer):
     """Wires settings, one client session, a metrics registry and the proxies.
 
-    The session is an async resource, so the providers that need it return
-    awaitables. ``running_container`` opens the resources inside the running event
-    loop and closes them at the end, and ``resolve`` awaits a provider's value::
+    The session and the Redis client are async resources, so the providers that
+    need them return awaitables. The Redis client is None unless the cache
+    backend is redis; overriding ``redis_client`` with a client makes the proxies
+    cache in that Redis. ``running_container`` opens the resources inside the
+    running event loop and closes them at the end, and ``resolve`` awaits a
+    provider's value::
 
         async with running_container(Container()) as container:
             users = await resolve(container.user_service)
@@ -46,18 +50,29 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(ProxyMetrics, registry=metrics_registry)
 
     http_session = providers.Resource(open_http_session, settings=settings)
+    redis_client = providers.Resource(
+        open_redis_client, settings=settings.provided.cache
+    )
+    cache_store = providers.Singleton(
+        build_cache_store,
+        client=redis_client,
+        settings=settings.provided.cache,
+        metrics=metrics,
+    )
 
     user_service = providers.Singleton(
         UserServiceProxy,
         session=http_session,
         settings=settings.provided.user_service,
         metrics=metrics,
+        cache_store=cache_store,
     )
     interview_service = providers.Singleton(
         InterviewServiceProxy,
         session=http_session,
         settings=settings.provided.interview_service,
         metrics=metrics,
+        cache_store=cache_store,
     )
 
     dashboard_aggregator = providers.Singleton(

@@ -107,6 +107,14 @@ class ProxyMetrics:
             ["service", "result"],
             registry=registry,
         )
+        self.cache_backend_errors = Counter(
+            "service_cache_backend_errors_total",
+            "Operations on the shared cache backend that failed or were skipped, "
+            "by operation (read, write, invalidate) and reason: connection, "
+            "timeout, error, invalid_entry, backoff.",
+            ["service", "operation", "reason"],
+            registry=registry,
+        )
 
     def for_call(self, service: str, method: str) -> CallMetrics:
         """Return the label children of one service and HTTP method."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic_settings import (
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "CacheSettings",
     "GatewaySettings",
     "HttpClientSettings",
     "ServiceSettings",
@@ -41,6 +43,9 @@ DEFAULT_URLS = {
     "user_service": "http://localhost:3003",
     "interview_service": "http://localhost:3004",
 }
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Database numbers of at most 5 digits; a server has 16 unless configured.
+_REDIS_PATH = re.compile(r"/(?:[0-9]{1,5})?")
 
 
 def _normalize_base_url(value: str) -> str:
@@ -211,6 +216,76 @@ class GatewaySettings(BaseModel):
     health_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
+class CacheSettings(BaseModel):
+    """Storage of both services' read caches: in this process or in Redis.
+
+    The README's configuration section gives the reason for every default.
+    """
+
+    # Validation errors leave out input values, which may include a password.
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    backend: Literal["memory", "redis"] = "memory"
+    # SecretStr keeps a password in the URL out of repr(), str() and dumps.
+    redis_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    redis_key_prefix: str = Field(
+        default="service-proxies:", pattern=r"^[A-Za-z0-9._:\-]{1,64}$"
+    )
+    redis_socket_timeout: float = Field(default=0.1, gt=0, le=10)
+    redis_connect_timeout: float = Field(default=0.1, gt=0, le=10)
+    redis_max_connections: int = Field(default=50, ge=1, le=10000)
+    redis_backoff: float = Field(default=1.0, gt=0, le=300)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        _check_redis_url(value.get_secret_value())
+        return value
+
+    def redis_url_for_logs(self) -> str:
+        """Return ``redis_url`` with any user name, password and query hidden."""
+        return _hide_credentials(self.redis_url.get_secret_value())
+
+
+def _check_redis_url(value: str) -> None:
+    """Raise ValueError unless ``value`` is a redis:// or rediss:// URL with a host.
+
+    Messages show the value with any user name and password hidden.
+    """
+    redacted_url = _hide_credentials(value)
+    if value != value.strip():
+        message = f"must not start or end with spaces, got {redacted_url!r}"
+        raise ValueError(message)
+    try:
+        url = yarl.URL(value)
+        host = url.host
+        port = url.explicit_port
+    except (ValueError, TypeError) as exc:
+        message = f"must be a redis:// or rediss:// URL, got {redacted_url!r}: {exc}"
+        raise ValueError(message.replace(value, redacted_url)) from None
+    if url.scheme not in {"redis", "rediss"} or not host:
+        message = (
+            f"must be a redis:// or rediss:// URL with a host, such as "
+            f"{DEFAULT_REDIS_URL!r}, got {redacted_url!r}"
+        )
+        raise ValueError(message)
+    if port is not None and not 1 <= port <= 65535:
+        message = f"must have a port from 1 to 65535, got {redacted_url!r}"
+        raise ValueError(message)
+    if _REDIS_PATH.fullmatch(url.raw_path or "/") is None:
+        message = (
+            f"must have no path or a database number as its path, such as /0, "
+            f"got {redacted_url!r}"
+        )
+        raise ValueError(message)
+    if url.raw_query_string or url.raw_fragment:
+        message = (
+            f"must not have a query or fragment, got {redacted_url!r}; set the "
+            f"timeouts and the pool size with the cache.redis_* settings"
+        )
+        raise ValueError(message)
+
+
 class Settings(BaseSettings):
     """Every setting of the package.
 
@@ -234,6 +309,7 @@ class Settings(BaseSettings):
     interview_service: ServiceSettings
     http_client: HttpClientSettings = HttpClientSettings()
     gateway: GatewaySettings = GatewaySettings()
+    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="before")
     @classmethod

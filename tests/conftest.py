@@ -1,8 +1,10 @@
-"""Shared fixtures: metrics registries, client sessions, proxies and upstreams."""
+"""Shared fixtures: metrics, client sessions, proxies, upstreams and Redis."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,9 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from app.metrics import ProxyMetrics
 from app.proxies import BaseServiceProxy, UserServiceProxy
+from app.resilience.redis_store import open_redis_client
+from app.settings import CacheSettings
 from app.testing import ScriptedUpstream
 from tests.helpers import (
     Sandbox,
@@ -24,6 +29,7 @@ from tests.helpers import (
     run_sandbox_apps,
     service_settings,
 )
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 ProxyFactory = Callable[..., Any]
 
@@ -95,3 +101,25 @@ def span_exporter() -> Iterator[InMemorySpanExporter]:
     finally:
         provider.shutdown()
         reset_trace_globals()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """Run a redis-server of the test's own on a free loopback port."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed; .ci/run installs it")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """Open a client of the test's redis-server as the container would."""
+    settings = CacheSettings(backend="redis", redis_url=redis_server.url)
+    async with asynccontextmanager(open_redis_client)(settings) as client:
+        assert client is not None
+        yield client

@@ -34,7 +34,9 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("USER_SERVICE_", "INTERVIEW_SERVICE_", "GATEWAY_"))
+        if not name.startswith(
+            ("USER_SERVICE_", "INTERVIEW_SERVICE_", "GATEWAY_", "CACHE_")
+        )
     }
     env.update(extra)
     return env

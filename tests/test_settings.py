@@ -296,3 +296,82 @@ class TestMoreContradictions:
 
         with pytest.raises(ValueError, match="GATEWAY_DASHBOARD_DEADLINE"):
             load_settings()
+
+
+class TestCacheSettings:
+    """The cache section: backend, Redis URL and Redis limits."""
+
+    def test_defaults_keep_cache_in_memory(self, config_dir: Path) -> None:
+        """Without settings the cache is in memory and Redis is on loopback."""
+        cache = load_settings().cache
+
+        assert cache.backend == "memory"
+        assert cache.redis_url.get_secret_value() == "redis://127.0.0.1:6379/0"
+        assert cache.redis_socket_timeout == 0.1
+        assert cache.redis_connect_timeout == 0.1
+        assert cache.redis_max_connections == 50
+        assert cache.redis_backoff == 1.0
+
+    def test_environment_selects_redis(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """CACHE_BACKEND and CACHE_REDIS_* variables reach the cache section."""
+        monkeypatch.setenv("CACHE_BACKEND", "redis")
+        monkeypatch.setenv("CACHE_REDIS_URL", "redis://:hunter2@127.0.0.1:6390/2")
+        monkeypatch.setenv("CACHE_REDIS_KEY_PREFIX", "gateway-a:")
+        monkeypatch.setenv("CACHE_REDIS_SOCKET_TIMEOUT", "0.05")
+
+        cache = load_settings().cache
+
+        assert cache.backend == "redis"
+        assert cache.redis_key_prefix == "gateway-a:"
+        assert cache.redis_socket_timeout == 0.05
+        assert cache.redis_url_for_logs() == "redis://***@127.0.0.1:6390/2"
+        assert "hunter2" not in repr(cache)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "",
+            "http://:hunter2@127.0.0.1:6379",
+            "redis://:hunter2@",
+            "redis://:hunter2@127.0.0.1:0",
+            "redis://:hunter2@127.0.0.1:99999",
+            "redis://:hunter2@127.0.0.1:6379/db",
+            "redis://:hunter2@127.0.0.1:6379/0?socket_timeout=9",
+            " redis://:hunter2@127.0.0.1:6379",
+        ],
+    )
+    def test_bad_redis_url_is_rejected_unechoed(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch, url: str
+    ) -> None:
+        """An invalid Redis URL names CACHE_REDIS_URL and hides the password."""
+        monkeypatch.setenv("CACHE_REDIS_URL", url)
+
+        with pytest.raises(ValueError, match="CACHE_REDIS_URL") as caught:
+            load_settings()
+
+        assert "hunter2" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("CACHE_BACKEND", "memcached"),
+            ("CACHE_REDIS_KEY_PREFIX", "has space"),
+            ("CACHE_REDIS_SOCKET_TIMEOUT", "0"),
+            ("CACHE_REDIS_MAX_CONNECTIONS", "0"),
+            ("CACHE_REDIS_BACKOFF", "-1"),
+        ],
+    )
+    def test_bad_cache_value_names_the_variable(
+        self,
+        config_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        variable: str,
+        value: str,
+    ) -> None:
+        """Each invalid cache setting is rejected with its variable's name."""
+        monkeypatch.setenv(variable, value)
+
+        with pytest.raises(ValueError, match=variable):
+            load_settings()

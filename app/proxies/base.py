@@ -29,8 +29,10 @@ from app.proxies.errors import (
 )
 from app.proxies.staleness import StaleRead, note_stale_read
 from app.redaction import redact_record
-from app.resilience.cache import CacheResult, ReadCache
+from app.resilience.cache import CacheResult, ReadCache, ReadThroughCache
 from app.resilience.deadline import current_deadline, deadline_scope
+from app.resilience.redis_cache import RedisReadCache
+from app.resilience.redis_store import RedisCacheStore
 from app.settings import ServiceSettings
 
 __all__ = [
@@ -92,6 +94,9 @@ class BaseServiceProxy:
     with jitter, and never shorter than a Retry-After. Every call ends by its
     deadline; the circuit breaker, bulkhead and retry budget of the service can
     reject an attempt before it is sent. See :class:`~app.proxies.engine.CallEngine`.
+
+    Reads named in the ``cache_ttl`` setting are cached in this process, or in
+    Redis through ``cache_store`` so that every instance shares them.
     """
 
     service_name: ClassVar[str] = "service"
@@ -105,6 +110,7 @@ class BaseServiceProxy:
         metrics: ProxyMetrics,
         *,
         service_name: str | None = None,
+        cache_store: RedisCacheStore | None = None,
     ) -> None:
         name = service_name or self.service_name
         unknown = set(settings.cache_ttl) - self.cacheable_reads
@@ -119,11 +125,7 @@ class BaseServiceProxy:
         self.settings = settings
         self._base_url = settings.url
         self._engine = CallEngine(name, session, settings, metrics)
-        self._cache = (
-            ReadCache(max_entries=settings.cache_max_entries)
-            if settings.cache_enabled and settings.cache_ttl
-            else None
-        )
+        self._cache = _build_read_cache(name, settings, cache_store)
         self._cache_results = {
             result: metrics.cache_requests.labels(name, result)
             for result in ("hit", "miss", "stale")
@@ -356,7 +358,8 @@ class BaseServiceProxy:
         """GET ``path`` through the cache when ``operation`` has a time to live.
 
         Without one the call's own awaitable is returned, so an uncached read
-        costs no extra coroutine.
+        costs no extra coroutine. A cache kept in Redis validates its entries
+        into ``model``.
         """
         ttl = self.settings.cache_ttl.get(operation)
         if ttl is None or self._cache is None or _has_call_options(options):
@@ -367,7 +370,7 @@ class BaseServiceProxy:
 
     async def _read_through_cache(
         self,
-        cache: ReadCache,
+        cache: ReadThroughCache,
         operation: str,
         key: str,
         path: str,
@@ -394,6 +397,7 @@ class BaseServiceProxy:
                         result = await cache.get_or_load(
                             (operation, key),
                             lambda: self._read(path, model, {}),
+                            model=model,
                             ttl=ttl,
                             stale_if_error=stale_if_error,
                             group=key,
@@ -421,7 +425,7 @@ class BaseServiceProxy:
 
     def _stale_or_deadline_error(
         self,
-        cache: ReadCache,
+        cache: ReadThroughCache,
         operation: str,
         key: str,
         path: str,
@@ -439,10 +443,10 @@ class BaseServiceProxy:
             ) from exc
         return cast(CacheResult[Any], stale)
 
-    def _invalidate(self, key: str) -> None:
+    async def _invalidate(self, key: str) -> None:
         """Drop the cached reads of one id after a write to it."""
         if self._cache is not None:
-            self._cache.invalidate_group(key)
+            await self._cache.invalidate(key)
 
     def _build_request(
         self,
@@ -543,6 +547,25 @@ class BaseServiceProxy:
         own = time.monotonic() + budget
         ambient = current_deadline()
         return own if ambient is None else min(own, ambient)
+
+
+def _build_read_cache(
+    name: str, settings: ServiceSettings, store: RedisCacheStore | None
+) -> ReadThroughCache | None:
+    """Build the read cache of a service, or None when it caches nothing."""
+    if not (settings.cache_enabled and settings.cache_ttl):
+        return None
+    if store is None:
+        return ReadCache(max_entries=settings.cache_max_entries)
+    return RedisReadCache(
+        store,
+        service=name,
+        max_entry_bytes=settings.max_body_bytes,
+        max_entry_age=max(settings.cache_ttl.values()) + settings.cache_stale_if_error,
+        # A cached read runs at most this long, unless a caller passes a longer
+        # deadline option, and then its value is not stored.
+        max_load_seconds=settings.deadline,
+    )
 
 
 def with_idempotency_key(options: RequestOptions) -> RequestOptions:

@@ -82,7 +82,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.patch(path, body, model=Interview, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def delete_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -93,7 +93,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             await self.delete(path, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def get_candidates(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -121,7 +121,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, body, model=Candidate, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)
 
     async def get_interview_stats(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -169,4 +169,4 @@ class InterviewServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, model=Interview, **options)
         finally:
-            self._invalidate(interview_id)
+            await self._invalidate(interview_id)

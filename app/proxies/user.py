@@ -64,7 +64,7 @@ class UserServiceProxy(BaseServiceProxy):
             return await self.patch(path, body, model=UserProfile, **options)
         finally:
             # Also after a failure: a timed-out write may still have applied.
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def reserve_interview_quota(
         self, user_id: str, **options: Unpack[RequestOptions]
@@ -79,7 +79,7 @@ class UserServiceProxy(BaseServiceProxy):
         try:
             return await self.post(path, model=QuotaReservation, **options)
         finally:
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def release_quota(
         self, user_id: str, reservation_id: str, **options: Unpack[RequestOptions]
@@ -93,7 +93,7 @@ class UserServiceProxy(BaseServiceProxy):
         try:
             await self.delete(path, **options)
         finally:
-            self._invalidate(user_id)
+            await self._invalidate(user_id)
 
     async def get_user_stats(
         self, user_id: str, **options: Unpack[RequestOptions]

@@ -6,13 +6,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from cachetools import LRUCache
 
-__all__ = ["CacheResult", "CacheSource", "ReadCache"]
+__all__ = [
+    "CacheResult",
+    "CacheSource",
+    "Load",
+    "LoadCoalescer",
+    "ReadCache",
+    "ReadThroughCache",
+    "check_durations",
+]
 
 T = TypeVar("T")
+LoadT = TypeVar("LoadT", bound="Load")
 
 CacheSource = Literal["hit", "miss", "stale"]
 
@@ -37,11 +46,116 @@ class _Entry:
 
 
 @dataclass(eq=False, slots=True)
-class _Load:
+class Load:
     """A running loader call and the group that its result is stored under."""
 
     group: Hashable | None
     task: asyncio.Task[object] = field(init=False)
+
+
+class ReadThroughCache(Protocol):
+    """The read cache of a proxy: `ReadCache` in process, or one shared in Redis."""
+
+    async def get_or_load(
+        self,
+        key: tuple[str, str],
+        loader: Callable[[], Awaitable[T]],
+        *,
+        model: type[T],
+        ttl: float,
+        stale_if_error: float = 0.0,
+        group: str,
+        serve_stale: Callable[[BaseException], bool] = ...,
+    ) -> CacheResult[T]:
+        """Read ``key`` through the cache, calling ``loader`` when no entry is fresh."""
+        ...
+
+    def stale_value(
+        self, key: tuple[str, str], *, ttl: float, stale_if_error: float
+    ) -> CacheResult[object] | None:
+        """Return the value of ``key`` that may still serve after an error."""
+        ...
+
+    async def invalidate(self, group: str) -> None:
+        """Remove the entries of ``group`` and keep its running loads from storing."""
+        ...
+
+
+class LoadCoalescer(Generic[LoadT]):
+    """Run at most one loader call per key, shared by every reader of the key.
+
+    ``store`` gets the key, the load and the value of every load that ends while
+    still current. ``forget_group`` and ``clear`` make loads no longer current:
+    such a load still returns its value to the readers that joined it, but later
+    readers start a new one and its value is not stored.
+    """
+
+    def __init__(
+        self, store: Callable[[Hashable, LoadT, object], Awaitable[None] | None]
+    ) -> None:
+        self._store = store
+        # The load that later readers of a key join.
+        self._loads: dict[Hashable, LoadT] = {}
+        # Strong references to every running load task, joined or not, because the
+        # event loop keeps only weak ones and a load must finish even when every
+        # reader was cancelled.
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def __len__(self) -> int:
+        """Count the loader calls running now, including ones no longer current."""
+        return len(self._tasks)
+
+    def get(self, key: Hashable) -> LoadT | None:
+        """Return the current load of ``key``, if one is running."""
+        return self._loads.get(key)
+
+    def start(
+        self, key: Hashable, loader: Callable[[], Awaitable[object]], load: LoadT
+    ) -> LoadT:
+        """Run ``loader`` in a task as the current load of ``key``."""
+        # Registered before the task exists, in case an eager task factory runs
+        # the whole load inside create_task.
+        self._loads[key] = load
+        load.task = asyncio.create_task(self._run(key, loader, load))
+        self._tasks.add(load.task)
+        load.task.add_done_callback(self._finish)
+        return load
+
+    def forget_group(self, group: Hashable) -> list[LoadT]:
+        """Make the loads of ``group`` no longer current and return them."""
+        forgotten = [
+            (key, load) for key, load in self._loads.items() if load.group == group
+        ]
+        for key, _ in forgotten:
+            del self._loads[key]
+        return [load for _, load in forgotten]
+
+    def clear(self) -> None:
+        """Make every running load no longer current."""
+        self._loads.clear()
+
+    async def _run(
+        self, key: Hashable, loader: Callable[[], Awaitable[object]], load: LoadT
+    ) -> object:
+        try:
+            value = await loader()
+        finally:
+            is_current = self._loads.get(key) is load
+            if is_current:
+                del self._loads[key]
+
+        if is_current:
+            stored = self._store(key, load, value)
+            if stored is not None:
+                await stored
+        return value
+
+    def _finish(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        # Retrieving the exception keeps asyncio from logging "Task exception was
+        # never retrieved", whether or not a reader still awaits the task.
+        if not task.cancelled():
+            task.exception()
 
 
 class _GroupedLRUCache(LRUCache[Hashable, _Entry]):
@@ -105,13 +219,9 @@ class ReadCache:
 
         self._clock = clock
         self._entries = _GroupedLRUCache(max_entries)
-        # The load that later readers of a key join. Invalidation removes a load
-        # from here, so it no longer stores its result or takes new readers.
-        self._loads: dict[Hashable, _Load] = {}
-        # Strong references to every running load task, joined or not, because the
-        # event loop keeps only weak ones and a load must finish even when every
-        # reader was cancelled.
-        self._tasks: set[asyncio.Task[object]] = set()
+        # Invalidation forgets a group's loads, so they no longer store their
+        # results or take new readers.
+        self._loads: LoadCoalescer[Load] = LoadCoalescer(self._store_loaded)
 
     def __len__(self) -> int:
         """Count the stored entries, expired ones included until a read drops them."""
@@ -120,7 +230,7 @@ class ReadCache:
     @property
     def in_flight(self) -> int:
         """Number of loader calls running now, including invalidated ones."""
-        return len(self._tasks)
+        return len(self._loads)
 
     async def get_or_load(
         self,
@@ -131,6 +241,7 @@ class ReadCache:
         stale_if_error: float = 0.0,
         group: Hashable | None = None,
         serve_stale: Callable[[BaseException], bool] = lambda exc: True,
+        model: type[Any] | None = None,
     ) -> CacheResult[T]:
         """Read ``key`` through the cache, calling ``loader`` when no entry is fresh.
 
@@ -140,12 +251,14 @@ class ReadCache:
         loader's exception propagates unchanged. ``group`` tags the stored entry for
         ``invalidate_group``. The group of the reader that starts a load is the one
         used, and readers that join the load keep their own ``ttl``,
-        ``stale_if_error`` and ``serve_stale``.
+        ``stale_if_error`` and ``serve_stale``. ``model``, the type of the values,
+        is accepted for `ReadThroughCache` and unused, since the entries are the
+        objects themselves.
 
         Raises:
             ValueError: ``ttl`` is not > 0 or ``stale_if_error`` is not >= 0.
         """
-        _check_durations(ttl, stale_if_error)
+        check_durations(ttl, stale_if_error)
 
         max_age = ttl + stale_if_error
         entry, age = self._lookup(key, max_age)
@@ -154,7 +267,7 @@ class ReadCache:
 
         load = self._loads.get(key)
         if load is None:
-            load = self._start_load(key, loader, group)
+            load = self._loads.start(key, loader, Load(group))
 
         try:
             # The shield keeps one reader's cancellation from cancelling the load
@@ -187,12 +300,16 @@ class ReadCache:
         keys = self._entries.keys_in_group(group)
         for key in keys:
             del self._entries[key]
-
-        for key, load in list(self._loads.items()):
-            if load.group == group:
-                del self._loads[key]
-
+        self._loads.forget_group(group)
         return len(keys)
+
+    async def invalidate(self, group: str) -> None:
+        """Remove the entries of ``group``, as ``invalidate_group`` does.
+
+        The awaitable form, for callers that may hold a `ReadThroughCache`
+        kept elsewhere.
+        """
+        self.invalidate_group(group)
 
     def stale_value(
         self, key: Hashable, *, ttl: float, stale_if_error: float
@@ -225,44 +342,12 @@ class ReadCache:
 
         return entry, age
 
-    def _start_load(
-        self,
-        key: Hashable,
-        loader: Callable[[], Awaitable[object]],
-        group: Hashable | None,
-    ) -> _Load:
-        load = _Load(group)
-        # Registered before the task exists, in case an eager task factory runs
-        # the whole load inside create_task.
-        self._loads[key] = load
-        load.task = asyncio.create_task(self._run_load(key, loader, load))
-        self._tasks.add(load.task)
-        load.task.add_done_callback(self._finish_load)
-        return load
-
-    async def _run_load(
-        self, key: Hashable, loader: Callable[[], Awaitable[object]], load: _Load
-    ) -> object:
-        try:
-            value = await loader()
-        finally:
-            is_current = self._loads.get(key) is load
-            if is_current:
-                del self._loads[key]
-
-        if is_current:
-            self._entries[key] = _Entry(value, self._clock(), load.group)
-        return value
-
-    def _finish_load(self, task: asyncio.Task[object]) -> None:
-        self._tasks.discard(task)
-        # Retrieving the exception keeps asyncio from logging "Task exception was
-        # never retrieved", whether or not a reader still awaits the task.
-        if not task.cancelled():
-            task.exception()
+    def _store_loaded(self, key: Hashable, load: Load, value: object) -> None:
+        self._entries[key] = _Entry(value, self._clock(), load.group)
 
 
-def _check_durations(ttl: float, stale_if_error: float) -> None:
+def check_durations(ttl: float, stale_if_error: float) -> None:
+    """Raise ValueError unless ``ttl`` is > 0 and ``stale_if_error`` is >= 0."""
     # The negated comparisons also reject NaN.
     if not ttl > 0:
         message = f"ttl must be > 0 seconds, got {ttl!r}"

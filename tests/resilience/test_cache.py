@@ -34,7 +34,7 @@ class Loader:
     The n-th call returns or raises the n-th result, and the last result repeats.
     """
 
-    def __init__(self, *results: str | Exception) -> None:
+    def __init__(self, *results: Any) -> None:
         self.calls = 0
         self._results = results or ("value",)
         self._gate = asyncio.Event()
@@ -48,7 +48,7 @@ class Loader:
         """Let every waiting call finish."""
         self._gate.set()
 
-    async def __call__(self) -> str:
+    async def __call__(self) -> Any:
         self.calls += 1
         result = self._results[min(self.calls, len(self._results)) - 1]
         await self._gate.wait()
