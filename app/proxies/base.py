@@ -117,7 +117,8 @@ class BaseServiceProxy:
             raise ValueError(message)
         self.name = name
         self.settings = settings
-        self._base_url = settings.url
+        # Every call uses the first base URL of the settings.
+        self._base_url = settings.url[0]
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = (
             ReadCache(max_entries=settings.cache_max_entries)
@@ -136,7 +137,8 @@ class BaseServiceProxy:
         return self._engine
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, url={self._base_url!r})"
+        url = ",".join(self.settings.url)
+        return f"{type(self).__name__}(name={self.name!r}, url={url!r})"
 
     @overload
     async def get(

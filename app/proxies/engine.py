@@ -119,7 +119,7 @@ class CallEngine:
         self.settings = settings
         self._session = session
         self._log = logger.bind(service=name).patch(redact_record)
-        self._origin = wire.origin_of(yarl.URL(settings.url))
+        self._origin = wire.origin_of(yarl.URL(settings.url[0]))
         self._metrics: dict[str, CallMetrics] = {
             method: metrics.for_call(name, method) for method in HTTP_METHODS
         }
