@@ -33,8 +33,9 @@ DURATION_BUCKETS_MS = (
 class ProxyMetrics:
     """The metric families that every proxy records into.
 
-    Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method and
-    ``status`` is ``success`` or ``error``. No URL, id or error text is a label.
+    Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method,
+    ``status`` is ``success`` or ``error`` and ``endpoint`` is one of the base URLs
+    in the service's settings, at most 32. No other URL, id or error text is a label.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -83,6 +84,25 @@ class ProxyMetrics:
             "service_cache_requests_total",
             "Cached reads by result: hit, miss, or stale (served after an error).",
             ["service", "result"],
+            registry=registry,
+        )
+
+        self.endpoint_attempts = Counter(
+            "service_endpoint_attempts_total",
+            "Attempts sent to each endpoint of a service with several endpoints.",
+            ["service", "endpoint"],
+            registry=registry,
+        )
+        self.endpoint_ejections = Counter(
+            "service_endpoint_ejections_total",
+            "Ejections of an endpoint by outlier detection.",
+            ["service", "endpoint"],
+            registry=registry,
+        )
+        self.endpoint_state = Gauge(
+            "service_endpoint_state",
+            "Endpoint state: 0 active, 1 ejected.",
+            ["service", "endpoint"],
             registry=registry,
         )
 

@@ -3,9 +3,11 @@
 from app.proxies.base import (
     IDEMPOTENCY_KEY_HEADER,
     BaseServiceProxy,
+    EndpointHealth,
     HealthReport,
     RequestOptions,
 )
+from app.proxies.endpoints import EndpointState
 from app.proxies.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -34,6 +36,8 @@ __all__ = [
     "BaseServiceProxy",
     "BulkheadFullError",
     "CircuitOpenError",
+    "EndpointHealth",
+    "EndpointState",
     "ErrorKind",
     "HealthReport",
     "InterviewServiceProxy",
