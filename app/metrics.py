@@ -48,8 +48,9 @@ DURATION_BUCKETS_MS = (
 class ProxyMetrics:
     """The metric families that every proxy records into.
 
-    Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method and
-    ``status`` is ``success`` or ``error``. No URL, id or error text is a label.
+    Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method,
+    ``status`` is ``success`` or ``error`` and ``endpoint`` is one of the base URLs
+    in the service's settings, at most 32. No other URL, id or error text is a label.
 
     NOTE: in multiprocess mode two instances in one process write the same file
     entries and overwrite each other's counts, so a worker builds only one.
@@ -114,6 +115,27 @@ class ProxyMetrics:
             "timeout, error, invalid_entry, backoff.",
             ["service", "operation", "reason"],
             registry=registry,
+        )
+
+        self.endpoint_attempts = Counter(
+            "service_endpoint_attempts_total",
+            "Attempts sent to each endpoint of a service with several endpoints.",
+            ["service", "endpoint"],
+            registry=registry,
+        )
+        self.endpoint_ejections = Counter(
+            "service_endpoint_ejections_total",
+            "Ejections of an endpoint by outlier detection.",
+            ["service", "endpoint"],
+            registry=registry,
+        )
+        self.endpoint_state = Gauge(
+            "service_endpoint_state",
+            "Endpoint state: 0 active, 1 ejected.",
+            ["service", "endpoint"],
+            registry=registry,
+            # With several workers, 1 while any live worker has ejected it.
+            multiprocess_mode="livemax",
         )
 
     def for_call(self, service: str, method: str) -> CallMetrics:

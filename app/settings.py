@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 import yarl
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -28,6 +30,7 @@ from pydantic_settings import (
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "MAX_ENDPOINTS",
     "CacheSettings",
     "GatewaySettings",
     "HttpClientSettings",
@@ -46,6 +49,67 @@ DEFAULT_URLS = {
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Database numbers of at most 5 digits; a server has 16 unless configured.
 _REDIS_PATH = re.compile(r"/(?:[0-9]{1,5})?")
+# Base URLs one service may list; the endpoint picker scans them all per attempt.
+MAX_ENDPOINTS = 32
+
+
+def _normalize_base_urls(value: Any) -> tuple[str, ...]:
+    """Return the service's base URLs, normalized, or raise ValueError.
+
+    ``value`` is one URL, a list of URLs, or a string of URLs separated by
+    commas, the form that fits one environment variable. A string that starts
+    with "[" is read as a JSON list.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                message = (
+                    "starts with '[' but is not a valid JSON list; give a URL, "
+                    "URLs separated by commas, or a JSON list of URLs"
+                )
+                raise ValueError(message) from None
+        else:
+            value = text.split(",")
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(item, str) for item in value
+    ):
+        message = "must be a URL or a list of URLs"
+        raise ValueError(message)
+    if not value:
+        message = "must list at least one base URL"
+        raise ValueError(message)
+    if len(value) > MAX_ENDPOINTS:
+        message = f"must list at most {MAX_ENDPOINTS} base URLs, got {len(value)}"
+        raise ValueError(message)
+    urls: list[str] = []
+    seen: dict[str, int] = {}
+    for position, item in enumerate(value):
+        try:
+            url = _normalize_base_url(item)
+        except ValueError as exc:
+            if len(value) == 1:
+                raise
+            message = f"entry {position + 1}: {exc}"
+            raise ValueError(message) from None
+        key = _endpoint_key(url)
+        if key in seen:
+            message = (
+                f"entries {seen[key] + 1} and {position + 1} name the same base URL "
+                f"{url!r}; list each endpoint once"
+            )
+            raise ValueError(message)
+        seen[key] = position
+        urls.append(url)
+    return tuple(urls)
+
+
+def _endpoint_key(url: str) -> str:
+    """Return the URL with its port always given, so that equal endpoints match."""
+    parsed = yarl.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}{parsed.raw_path}"
 
 
 def _normalize_base_url(value: str) -> str:
@@ -101,7 +165,9 @@ class ServiceSettings(BaseModel):
     # unknown keys by _StrictYamlSource instead.
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    url: str
+    # One base URL or several. NoDecode keeps pydantic-settings from reading
+    # USER_SERVICE_URL as JSON, so that "http://a,http://b" reaches the validator.
+    url: Annotated[tuple[str, ...], NoDecode]
     timeout: float = Field(default=2.0, gt=0, le=300)
     deadline: float = Field(default=15.0, gt=0, le=3600)
 
@@ -130,6 +196,13 @@ class ServiceSettings(BaseModel):
     bulkhead_max_concurrent: int = Field(default=50, ge=1, le=100000)
     bulkhead_max_queue: int = Field(default=1000, ge=0, le=1000000)
 
+    # Passive outlier detection, which acts only when url lists several endpoints.
+    outlier_enabled: bool = True
+    outlier_consecutive_failures: int = Field(default=5, ge=1, le=1000)
+    outlier_base_ejection_time: float = Field(default=30.0, gt=0, le=3600)
+    outlier_max_ejection_time: float = Field(default=300.0, gt=0, le=86400)
+    outlier_max_ejection_percent: int = Field(default=50, ge=0, le=100)
+
     # False turns caching off even when cache_ttl, merged from config.yml and the
     # environment, still names methods.
     cache_enabled: bool = True
@@ -148,10 +221,10 @@ class ServiceSettings(BaseModel):
     # Redirects are followed only to the scheme, host and port of ``url``.
     follow_redirects: bool = False
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        return _normalize_base_url(value)
+    def _check_url(cls, value: Any) -> tuple[str, ...]:
+        return _normalize_base_urls(value)
 
     @field_validator("auth_token")
     @classmethod
@@ -452,6 +525,15 @@ def _service_problems(section: str, service: ServiceSettings) -> list[str]:
             f"admitted before the circuit opened could count as its probes; raise "
             f"{prefix}_BREAKER_BREAK_DURATION or lower {prefix}_TIMEOUT"
         )
+    if service.outlier_base_ejection_time > service.outlier_max_ejection_time:
+        problems.append(
+            f"{section}.outlier_base_ejection_time "
+            f"({service.outlier_base_ejection_time} s) is longer than "
+            f"{section}.outlier_max_ejection_time "
+            f"({service.outlier_max_ejection_time} s); lower "
+            f"{prefix}_OUTLIER_BASE_EJECTION_TIME or raise "
+            f"{prefix}_OUTLIER_MAX_EJECTION_TIME"
+        )
     if service.backoff_initial > service.backoff_max:
         problems.append(
             f"{section}.backoff_initial ({service.backoff_initial} s) is longer "
@@ -474,11 +556,17 @@ def _pool_problems(settings: Settings) -> list[str]:
     }
     problems = []
     per_host = client.connection_limit_per_host
-    # Services behind one host and port share aiohttp's per-host limit.
+    # Services behind one host and port share aiohttp's per-host limit. A
+    # service may send its whole bulkhead to any one of its endpoints, for
+    # example while the others are ejected.
     by_origin: dict[tuple[str, int | None], list[str]] = {}
     for name in bulkheads:
-        url = yarl.URL(services[name].url)
-        by_origin.setdefault((url.host or "", url.port), []).append(name)
+        origins = set()
+        for base_url in services[name].url:
+            url = yarl.URL(base_url)
+            origins.add((url.host or "", url.port))
+        for origin in sorted(origins, key=str):
+            by_origin.setdefault(origin, []).append(name)
     for names in by_origin.values():
         size = sum(bulkheads[name] for name in names)
         if per_host and size > per_host:

@@ -56,7 +56,7 @@ class TestSources:
 
         settings = load_settings()
 
-        assert settings.user_service.url == "http://127.0.0.1:8003"
+        assert settings.user_service.url == ("http://127.0.0.1:8003",)
         assert settings.user_service.timeout == 7.5
         assert settings.user_service.retries == 5
 
@@ -106,8 +106,8 @@ class TestSources:
 
         settings = load_settings()
 
-        assert settings.user_service.url == "http://localhost:3003"
-        assert settings.interview_service.url == "http://localhost:3004"
+        assert settings.user_service.url == ("http://localhost:3003",)
+        assert settings.interview_service.url == ("http://localhost:3004",)
         assert settings.user_service.timeout == 2.0
         assert settings.user_service.deadline == 15.0
         assert settings.user_service.retries == 3
@@ -126,12 +126,12 @@ class TestSources:
 
         settings = load_settings()
 
-        assert settings.user_service.url == "http://localhost:3003"
+        assert settings.user_service.url == ("http://localhost:3003",)
         assert settings.user_service.timeout == 2.0
 
     def test_trailing_slash_is_removed(self, config_dir: Path) -> None:
         """The base URL is stored without a trailing slash."""
-        assert load_settings().user_service.url == "http://127.0.0.1:7003"
+        assert load_settings().user_service.url == ("http://127.0.0.1:7003",)
 
 
 class TestInvalidValues:
@@ -374,4 +374,120 @@ class TestCacheSettings:
         monkeypatch.setenv(variable, value)
 
         with pytest.raises(ValueError, match=variable):
+            load_settings()
+
+
+class TestEndpointUrls:
+    """A service's url lists one or several endpoints."""
+
+    def test_yaml_list_of_urls(self, config_dir: Path) -> None:
+        """A YAML list gives the service several endpoints, in order."""
+        config = config_dir / "config.yml"
+        config.write_text(
+            YAML.replace(
+                "  url: http://127.0.0.1:7003/\n",
+                "  url:\n    - http://127.0.0.1:7003/\n    - http://127.0.0.1:7013\n",
+            )
+        )
+
+        settings = load_settings()
+
+        assert settings.user_service.url == (
+            "http://127.0.0.1:7003",
+            "http://127.0.0.1:7013",
+        )
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "http://127.0.0.1:8001, http://127.0.0.1:8011/",
+            '["http://127.0.0.1:8001", "http://127.0.0.1:8011"]',
+        ],
+    )
+    def test_environment_list_of_urls(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        """USER_SERVICE_URL takes URLs separated by commas, or a JSON list."""
+        monkeypatch.setenv("USER_SERVICE_URL", value)
+
+        settings = load_settings()
+
+        assert settings.user_service.url == (
+            "http://127.0.0.1:8001",
+            "http://127.0.0.1:8011",
+        )
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ("http://127.0.0.1:8001,", "entry 2: must be an http"),
+            ("http://127.0.0.1:8001,ftp://127.0.0.1:8002", "entry 2: must be an http"),
+            ("[]", "at least one base URL"),
+            ('["http://127.0.0.1:8001", 5]', "a URL or a list of URLs"),
+            ("[not json", "not a valid JSON list"),
+            ("http://127.0.0.1:80,http://127.0.0.1", "entries 1 and 2"),
+            ("http://127.0.0.1:8001/a,http://127.0.0.1:8001/a/", "entries 1 and 2"),
+            (
+                ",".join(f"http://127.0.0.1:{9000 + n}" for n in range(33)),
+                "at most 32 base URLs, got 33",
+            ),
+        ],
+    )
+    def test_invalid_lists_rejected(
+        self,
+        config_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        value: str,
+        message: str,
+    ) -> None:
+        """Empty entries, duplicates, empty and oversized lists name the variable."""
+        monkeypatch.setenv("USER_SERVICE_URL", value)
+
+        with pytest.raises(ValueError, match="USER_SERVICE_URL") as caught:
+            load_settings()
+
+        assert message in str(caught.value)
+
+    def test_thirty_two_endpoints_accepted(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The largest list allowed loads."""
+        urls = [f"http://127.0.0.1:{9000 + n}" for n in range(32)]
+        monkeypatch.setenv("USER_SERVICE_URL", ",".join(urls))
+
+        assert load_settings().user_service.url == tuple(urls)
+
+    def test_credentials_in_second_url_unechoed(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A password in any entry is rejected without being repeated."""
+        monkeypatch.setenv(
+            "USER_SERVICE_URL", "http://127.0.0.1:1,http://admin:hunter2@127.0.0.1:2"
+        )
+
+        with pytest.raises(ValueError, match="entry 2") as caught:
+            load_settings()
+
+        assert "hunter2" not in str(caught.value)
+        assert "admin" not in str(caught.value)
+
+    def test_ejection_base_beyond_maximum(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A base ejection time above the maximum is rejected."""
+        monkeypatch.setenv("USER_SERVICE_OUTLIER_BASE_EJECTION_TIME", "400")
+
+        with pytest.raises(ValueError, match="OUTLIER_MAX_EJECTION_TIME"):
+            load_settings()
+
+    def test_shared_endpoint_host_shares_its_limit(
+        self, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A second endpoint on the other service's host adds to that host's load."""
+        monkeypatch.setenv(
+            "USER_SERVICE_URL", "http://127.0.0.1:9001,http://127.0.0.1:9000"
+        )
+        monkeypatch.setenv("INTERVIEW_SERVICE_URL", "http://127.0.0.1:9000")
+
+        with pytest.raises(ValueError, match="for one host"):
             load_settings()

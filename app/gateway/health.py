@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.proxies.base import BaseServiceProxy, HealthReport
+from app.proxies.base import BaseServiceProxy, EndpointHealth, HealthReport
 
 __all__ = ["ReadinessProbe", "UpstreamCheck"]
 
@@ -65,6 +65,9 @@ class ReadinessProbe:
                 "required": upstream.required,
                 "healthy": healthy,
                 "error": report.error,
+                "endpoints": [
+                    _endpoint_json(endpoint) for endpoint in report.endpoints
+                ],
             }
             if not healthy and upstream.required:
                 required_down = True
@@ -78,3 +81,15 @@ class ReadinessProbe:
 
 def _healthy(report: HealthReport) -> bool:
     return report.reachable and report.circuit != "open"
+
+
+def _endpoint_json(endpoint: EndpointHealth) -> dict[str, Any]:
+    return {
+        "url": endpoint.url,
+        "state": endpoint.state,
+        "reachable": endpoint.reachable,
+        "statusCode": endpoint.status_code,
+        "latencyMs": endpoint.latency_ms,
+        "healthy": endpoint.healthy,
+        "error": endpoint.error,
+    }

@@ -3,6 +3,7 @@
 from app.proxies.base import (
     IDEMPOTENCY_KEY_HEADER,
     BaseServiceProxy,
+    EndpointHealth,
     HealthReport,
     RequestOptions,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "BaseServiceProxy",
     "BulkheadFullError",
     "CircuitOpenError",
+    "EndpointHealth",
     "EndpointState",
     "ErrorKind",
     "HealthReport",

@@ -18,7 +18,7 @@ from loguru import logger
 from app.correlation import REQUEST_ID_HEADER, current_request_id
 from app.metrics import HTTP_METHODS, ProxyMetrics
 from app.proxies import wire
-from app.proxies.endpoints import EndpointState
+from app.proxies.endpoints import EJECTED, EndpointState
 from app.proxies.engine import CallEngine, CallRequest
 from app.proxies.errors import (
     ServiceClientError,
@@ -39,6 +39,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "MAX_RETRIES",
     "BaseServiceProxy",
+    "EndpointHealth",
     "HealthReport",
     "RequestOptions",
     "with_idempotency_key",
@@ -68,8 +69,32 @@ class RequestOptions(TypedDict, total=False):
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """The result of one probe of an endpoint's health path."""
+
+    url: str
+    state: str
+    """``active`` or ``ejected`` by outlier detection."""
+    reachable: bool
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+    @property
+    def healthy(self) -> bool:
+        """True when the endpoint returned a 2xx status and takes calls."""
+        return self.reachable and self.state != EJECTED
+
+
+@dataclass(frozen=True, slots=True)
 class HealthReport:
-    """The result of one probe of a service's health path."""
+    """The result of one probe of a service's health path on every endpoint.
+
+    ``reachable`` is True when at least one endpoint is healthy, which means
+    that it returned a 2xx status and is not ejected. ``status_code``,
+    ``latency_ms`` and ``error`` are those of the first healthy endpoint, or of
+    the first endpoint when none is.
+    """
 
     service: str
     reachable: bool
@@ -77,6 +102,7 @@ class HealthReport:
     latency_ms: float
     circuit: str
     error: str | None
+    endpoints: tuple[EndpointHealth, ...] = ()
 
 
 class BaseServiceProxy:
@@ -123,7 +149,8 @@ class BaseServiceProxy:
             raise ValueError(message)
         self.name = name
         self.settings = settings
-        self._base_url = settings.url
+        # The first endpoint's URL, which CallEngine replaces when it picks another.
+        self._base_url = settings.url[0]
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = _build_read_cache(name, settings, cache_store)
         self._cache_results = {
@@ -140,11 +167,8 @@ class BaseServiceProxy:
         return self._engine
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, url={self._base_url!r})"
-
-    def endpoint_states(self) -> list[EndpointState]:
-        """Return each base URL of the service and whether calls go to it."""
-        return [EndpointState(url=self._base_url, state="active")]
+        url = ",".join(self.settings.url)
+        return f"{type(self).__name__}(name={self.name!r}, url={url!r})"
 
     def circuit_state(self) -> str:
         """Return the circuit's state: closed, open, half_open or disabled."""
@@ -318,12 +342,33 @@ class BaseServiceProxy:
         return await self._engine.call(request)
 
     async def check_health(self) -> HealthReport:
-        """Probe the service's health path once, bypassing retries and the breaker.
+        """Probe every endpoint's health path once, bypassing retries and the breaker.
 
-        The probe sends the service's ``auth_token`` and follows no redirect.
+        The probes run in parallel, send the service's ``auth_token`` and
+        follow no redirect.
         """
+        states = self.endpoint_states()
+        probes = await asyncio.gather(
+            *(self._probe_endpoint(state) for state in states)
+        )
+        chosen = next((probe for probe in probes if probe.healthy), probes[0])
+        return HealthReport(
+            service=self.name,
+            reachable=chosen.healthy,
+            status_code=chosen.status_code,
+            latency_ms=chosen.latency_ms,
+            circuit=self.circuit_state(),
+            error=chosen.error,
+            endpoints=tuple(probes),
+        )
+
+    def endpoint_states(self) -> list[EndpointState]:
+        """Return the state of each endpoint in ``url``, in the settings' order."""
+        return self._engine.endpoints.states()
+
+    async def _probe_endpoint(self, endpoint: EndpointState) -> EndpointHealth:
         settings = self.settings
-        url = yarl.URL(self._base_url + settings.health_path, encoded=True)
+        url = yarl.URL(endpoint.url + settings.health_path, encoded=True)
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
@@ -338,12 +383,12 @@ class BaseServiceProxy:
         except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
             error = type(exc).__name__
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return HealthReport(
-            service=self.name,
+        return EndpointHealth(
+            url=endpoint.url,
+            state=endpoint.state,
             reachable=status is not None and 200 <= status < 300,
             status_code=status,
             latency_ms=round(elapsed_ms, 1),
-            circuit=self.circuit_state(),
             error=error,
         )
 

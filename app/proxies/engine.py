@@ -15,6 +15,7 @@ from loguru import logger
 
 from app.metrics import HTTP_METHODS, CallMetrics, ProxyMetrics
 from app.proxies import wire
+from app.proxies.endpoints import Endpoint, EndpointSet
 from app.proxies.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -125,9 +126,11 @@ class CallEngine:
         self.settings = settings
         self._session = session
         self._log = logger.bind(service=name).patch(redact_record)
-        self._origin = wire.origin_of(yarl.URL(settings.url))
+        self.endpoints = EndpointSet.from_settings(name, settings, metrics)
+        # None with one endpoint, which then takes every attempt unpicked.
+        self._spread = self.endpoints if len(self.endpoints.endpoints) > 1 else None
         # None unless an OpenTelemetry SDK is installed when the engine is built.
-        self._tracer = call_tracer(name, yarl.URL(settings.url))
+        self._tracer = call_tracer(name, yarl.URL(settings.url[0]))
         self._metrics: dict[str, CallMetrics] = {
             method: metrics.for_call(name, method) for method in HTTP_METHODS
         }
@@ -190,6 +193,8 @@ class CallEngine:
             ServiceProxyError: the call failed; the last attempt's error is raised.
         """
         metrics = self._metrics[request.target.method]
+        # The endpoints this call's attempts went to, which its retries avoid.
+        used: list[Endpoint] | None = None if self._spread is None else []
         stats = self.stats
         stats.in_flight += 1
         tracer = self._tracer
@@ -199,13 +204,13 @@ class CallEngine:
         started = time.perf_counter()
         try:
             try:
-                result, status = await self._attempt(request, 1)
+                result, status = await self._attempt(request, 1, used)
             except ServiceRejectedError:
                 raise
             except ServiceProxyError as exc:
                 if request.retries == 0 or not self._may_retry(exc, request):
                     raise
-                result, status = await self._retry(request, exc)
+                result, status = await self._retry(request, exc, used)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.error.inc()
@@ -247,7 +252,10 @@ class CallEngine:
         return result
 
     async def _retry(
-        self, request: CallRequest, first_error: ServiceProxyError
+        self,
+        request: CallRequest,
+        first_error: ServiceProxyError,
+        used: list[Endpoint] | None,
     ) -> tuple[Any, int]:
         pending: ServiceProxyError | None = first_error
         retrying = tenacity.AsyncRetrying(
@@ -272,7 +280,7 @@ class CallEngine:
                         error, pending = pending, None
                         raise error
                     number = attempt.retry_state.attempt_number
-                    return await self._attempt(request, number)
+                    return await self._attempt(request, number, used)
         except ServiceProxyError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
@@ -362,13 +370,16 @@ class CallEngine:
             reason=reason,
         )
 
-    async def _attempt(self, request: CallRequest, attempt: int) -> tuple[Any, int]:
-        """Send one attempt through the cool-down, breaker and bulkhead.
+    async def _attempt(
+        self, request: CallRequest, attempt: int, used: list[Endpoint] | None
+    ) -> tuple[Any, int]:
+        """Send one attempt through the cool-down, breaker, bulkhead and endpoints.
 
         Returns the decoded body and the response's status.
 
         The common case, no cool-down and a free bulkhead slot, awaits nothing
-        but the exchange itself.
+        but the exchange itself. ``used`` is None when the service has one
+        endpoint. Otherwise the chosen endpoint is appended to it.
         """
         target = request.target
         deadline = request.deadline
@@ -390,11 +401,17 @@ class CallEngine:
             # Every admitted call earns its share of retries for the others.
             self.budget.record_call()
         bulkhead = self.bulkhead
+        spread = self._spread
+        endpoint: Endpoint | None = None
         try:
             if bulkhead is not None and not bulkhead.try_acquire():
                 await self._queue_for_bulkhead(request, bulkhead, remaining)
                 remaining = request.remaining()
+            if spread is not None and used is not None:
+                endpoint = spread.pick(used)
+                used.append(endpoint)
             try:
+                url = request.url if endpoint is None else endpoint.resolve(target.path)
                 timeout = request.timeout
                 capped = remaining is not None and remaining < timeout
                 if capped:
@@ -402,7 +419,7 @@ class CallEngine:
                 response = await self._exchange(
                     request,
                     target.method,
-                    request.url,
+                    url,
                     request.params,
                     request.body,
                     request.headers,
@@ -411,19 +428,23 @@ class CallEngine:
                 )
                 if response.location is not None and self.settings.follow_redirects:
                     response = await self._follow_redirects(
-                        request, response, timeout, capped
+                        request, url, response, timeout, capped
                     )
             finally:
+                if endpoint is not None:
+                    self.endpoints.release(endpoint)
                 if bulkhead is not None:
                     bulkhead.release()
-            result = self._result(request, response)
+            result = self._result(request, response, endpoint)
         except ServiceProxyError as exc:
-            self._record_outcome(exc)
+            self._record_outcome(exc, endpoint)
             raise
         except BaseException:
             if breaker is not None:
                 breaker.record_ignored()
             raise
+        if endpoint is not None:
+            self.endpoints.record_success(endpoint)
         if breaker is not None:
             breaker.record_success()
         return result, response.status
@@ -466,19 +487,32 @@ class CallEngine:
             details = "the deadline passed while waiting for a bulkhead slot"
             raise self._deadline_error(request, details) from exc
 
-    def _record_outcome(self, exc: ServiceProxyError) -> None:
-        """Record what a failed attempt shows about the service's health."""
+    def _record_outcome(
+        self, exc: ServiceProxyError, endpoint: Endpoint | None
+    ) -> None:
+        """Record what a failed attempt shows about the service's health.
+
+        A failure that the endpoint set attributes to one endpoint, while
+        another one responds, is left to outlier detection, so that losing
+        one endpoint of several does not open the service's circuit.
+        """
+        if endpoint is not None:
+            self.endpoints.record_error(endpoint, exc)
         breaker = self.breaker
         if breaker is None:
             return
         if isinstance(exc, ServiceClientError | ServiceRedirectError):
             # The service responded as designed; a 4xx shows nothing of its health.
             breaker.record_success()
-        elif exc.retryable and not isinstance(exc, ServiceDeadlineError):
-            # 5xx, timeouts, refused or broken connections and cut bodies.
-            breaker.record_failure()
-        elif isinstance(exc, ServiceDeadlineError) and self._slow_enough(exc):
-            breaker.record_failure()
+        elif (exc.retryable and not isinstance(exc, ServiceDeadlineError)) or (
+            isinstance(exc, ServiceDeadlineError) and self._slow_enough(exc)
+        ):
+            # 5xx, timeouts, refused or broken connections, cut bodies, and
+            # attempts cut by the deadline after a long wait.
+            if endpoint is not None and self.endpoints.absorbs_failure(endpoint):
+                breaker.record_ignored()
+            else:
+                breaker.record_failure()
         else:
             # Rejections, deadlines, a closed session and undecodable bodies are
             # on this side of the wire.
@@ -499,7 +533,9 @@ class CallEngine:
             return True
         return exc.waited >= self.settings.breaker_slow_call
 
-    def _result(self, request: CallRequest, response: _Response) -> Any:
+    def _result(
+        self, request: CallRequest, response: _Response, endpoint: Endpoint | None
+    ) -> Any:
         """Decode a final 2xx response, or raise the error its status means."""
         status = response.status
         if 200 <= status < 300:
@@ -515,18 +551,26 @@ class CallEngine:
         error = wire.status_error(
             target, status, self._without_token(response.body), self._token
         )
-        self._apply_retry_after(error, response.retry_after)
+        self._apply_retry_after(error, response.retry_after, endpoint)
         raise error
 
     async def _follow_redirects(
-        self, request: CallRequest, response: _Response, seconds: float, capped: bool
+        self,
+        request: CallRequest,
+        url: yarl.URL,
+        response: _Response,
+        seconds: float,
+        capped: bool,
     ) -> _Response:
-        """Follow redirects to the service's own origin within the attempt's time."""
+        """Follow redirects to the attempt's own origin within the attempt's time.
+
+        ``url`` is the attempt's first URL, so that a redirect never leads from
+        one endpoint of the service to another.
+        """
         target = request.target
         ends_at = time.monotonic() + seconds
-        hop = _Hop(
-            target.method, request.url, request.params, request.body, request.headers
-        )
+        origin = wire.origin_of(url)
+        hop = _Hop(target.method, url, request.params, request.body, request.headers)
         redirects = 0
         while response.location is not None:
             if redirects == MAX_REDIRECTS:
@@ -538,7 +582,7 @@ class CallEngine:
                     method=target.method,
                     path=target.path,
                 )
-            hop = self._next_hop(target, hop, response)
+            hop = self._next_hop(target, hop, response, origin)
             redirects += 1
             response = await self._exchange(
                 request,
@@ -625,13 +669,11 @@ class CallEngine:
         return _Response(status, body, location, retry_after)
 
     def _next_hop(
-        self, target: wire.CallTarget, hop: _Hop, response: _Response
+        self, target: wire.CallTarget, hop: _Hop, response: _Response, origin: str
     ) -> _Hop:
-        """Build the request that follows a redirect to the service's own origin."""
+        """Build the request that follows a redirect to ``origin``."""
         location = response.location or ""
-        url = wire.resolve_redirect(
-            target, hop.url, response.status, location, self._origin
-        )
+        url = wire.resolve_redirect(target, hop.url, response.status, location, origin)
         method = wire.redirect_method(response.status, hop.method)
         if method == hop.method:
             return _Hop(method, url, None, hop.body, hop.headers)
@@ -659,7 +701,14 @@ class CallEngine:
             self.name, None, details, method=target.method, path=target.path
         )
 
-    def _apply_retry_after(self, error: ServiceProxyError, header: str | None) -> None:
+    def _apply_retry_after(
+        self, error: ServiceProxyError, header: str | None, endpoint: Endpoint | None
+    ) -> None:
+        """Honour a Retry-After for this call's retry and for every caller.
+
+        With several endpoints the header holds back only the endpoint that
+        sent it, and the service waits only when every endpoint asks to.
+        """
         if header is None:
             return
         if error.status_code == 429 and not self.settings.retry_on_429:
@@ -668,6 +717,10 @@ class CallEngine:
         if seconds is None:
             return
         seconds = min(seconds, self.settings.retry_after_max)
+        if endpoint is not None:
+            seconds = self.endpoints.cool_down(endpoint, seconds)
+            if not seconds:
+                return
         error.retry_after = seconds
         self.cooldown.extend(seconds)
 

@@ -256,6 +256,26 @@ class TestHealth:
         assert body["status"] == "not_ready"
         assert not body["services"]["user-service"]["reachable"]
 
+    async def test_ready_with_one_endpoint_down(self, sandbox: Sandbox) -> None:
+        """/health/ready stays 200 while one user-service endpoint responds."""
+        dead = closed_port_url()
+        settings = Settings(
+            user_service=service_settings(f"{dead},{sandbox.user_url}"),
+            interview_service=service_settings(sandbox.interview_url),
+        )
+        async with gateway(container_for(settings)) as client:
+            status, body = await get_json(client, "/health/ready")
+
+        user_service = body["services"]["user-service"]
+        endpoints = {item["url"]: item for item in user_service["endpoints"]}
+        assert status == 200
+        assert body["status"] == "ready"
+        assert user_service["healthy"]
+        assert not endpoints[dead]["reachable"]
+        assert endpoints[dead]["state"] == "active"
+        assert endpoints[sandbox.user_url]["healthy"]
+        assert endpoints[sandbox.user_url]["statusCode"] == 200
+
     async def test_degraded_without_interview_service(self, sandbox: Sandbox) -> None:
         """An optional upstream down leaves the gateway ready but degraded."""
         settings = Settings(

@@ -595,7 +595,10 @@ class TestMetrics:
         methods = {dict(labels).get("method") for labels in label_sets} - {None}
         assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE"}
         label_names = {name for labels in label_sets for name, _ in labels}
-        assert label_names <= {"service", "method", "status", "reason", "result", "le"}
+        allowed = {"service", "method", "status", "reason", "result", "le", "endpoint"}
+        assert label_names <= allowed
+        endpoints = {dict(labels).get("endpoint") for labels in label_sets} - {None}
+        assert endpoints == {upstream.url}
 
 
 class TestSessionLifecycle:
