@@ -25,11 +25,12 @@ from app.settings import CacheSettings
 from app.testing import ScriptedUpstream
 from tests.helpers import (
     Sandbox,
+    require_tool,
     reset_trace_globals,
     run_sandbox_apps,
     service_settings,
 )
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 ProxyFactory = Callable[..., Any]
 
@@ -106,8 +107,7 @@ def span_exporter() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """Run a redis-server of the test's own on a free loopback port."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed; .ci/run installs it")
+    require_tool("redis-server", "redis-server")
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:

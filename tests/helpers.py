@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.util._once import Once
@@ -134,3 +136,21 @@ def reset_trace_globals() -> None:
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
     trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
+
+
+# Set by .ci/run, where a test that needs a missing tool must fail, not skip.
+REQUIRE_TOOLS_VARIABLE = "SERVICE_PROXIES_REQUIRE_TOOLS"
+
+
+def require_tool(command: str, package: str) -> str:
+    """Return the path of ``command``, or skip the test without it.
+
+    Under .ci/run, which installs every tool, a missing one fails the test instead.
+    """
+    path = shutil.which(command)
+    if path is not None:
+        return path
+    message = f"{command} is not installed; .ci/run installs Debian's {package} package"
+    if os.environ.get(REQUIRE_TOOLS_VARIABLE):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.metrics import ProxyMetrics
+from tests.helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "service-proxies.json"
@@ -71,9 +71,13 @@ class TestGrafana:
         assert all("by (service, le)" in query for query in quantiles)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 class TestPrometheusRules:
     """deploy/prometheus/rules.yml, checked by promtool."""
+
+    @pytest.fixture(autouse=True)
+    def promtool(self) -> str:
+        """The promtool command, which Debian's prometheus package installs."""
+        return require_tool("promtool", "prometheus")
 
     def test_rules_check(self) -> None:
         """promtool check rules accepts the file."""

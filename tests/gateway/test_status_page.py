@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -25,13 +24,7 @@ from app.gateway import create_app
 from app.proxies import InterviewServiceProxy
 from app.settings import Settings
 from app.testing import SandboxServices
-from tests.helpers import serve_app, service_settings
-
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed; .ci/run installs Debian's chromium package",
-)
+from tests.helpers import require_tool, serve_app, service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "artifacts" / "status-page.png"
@@ -89,9 +82,8 @@ class _StatusDom(HTMLParser):
 
 def chromium_command(url: str, profile: Path, *action: str) -> list[str]:
     """Build a headless Chromium command that cannot reach beyond loopback."""
-    assert CHROMIUM is not None
     return [
-        CHROMIUM,
+        require_tool("chromium", "chromium"),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
