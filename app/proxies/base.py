@@ -408,7 +408,8 @@ class BaseServiceProxy:
         """
         ttl = self.settings.cache_ttl.get(operation)
         if ttl is None or self._cache is None or _has_call_options(options):
-            return self._read(path, model, options)
+            request = self._new_request("GET", path, None, model, None, options)
+            return self._engine.call(request)
         return self._read_through_cache(
             self._cache, operation, key, path, ttl, options, model
         )
@@ -584,7 +585,7 @@ class BaseServiceProxy:
     ) -> Awaitable[T]:
         """Start a GET of a typed method, whose path is built from encoded ids."""
         request = self._new_request("GET", path, None, model, params, options)
-        return cast(Awaitable[T], self._engine.call(request))
+        return self._engine.call(request)
 
     def _deadline(self, seconds: float | None) -> float:
         """Return the earliest of the option, the setting and the context deadline."""
