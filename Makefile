@@ -40,6 +40,14 @@ bench:
 	echo "make bench took $$(( $$(date +%s) - start )) s"; \
 	exit $$status
 
+.PHONY: bench-instructions
+# Instructions per call of each layer of a proxy read, counted by callgrind;
+# writes bench/instructions.json, which make bench renders into BENCHMARKS.md.
+bench-instructions: $(STAMP) $(BENCH_STAMP)
+	@command -v valgrind >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(BIN)/python -m bench.instructions
+
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)

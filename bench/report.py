@@ -259,6 +259,7 @@ def render_markdown(record: dict[str, Any], flat: dict[str, float]) -> str:
         _markdown_gateway(details["gateway"], flat),
         _markdown_failure(details["failure"]),
         _markdown_memory(details["memory"]),
+        _markdown_instructions(flat),
         _markdown_reading(record),
         _markdown_machine(record),
     ]
@@ -360,6 +361,55 @@ def _markdown_overhead(overhead: dict[str, Any]) -> str:
         "of 9 repeats, which is the figure to read, and their median, which "
         "also holds the moments when another process had the CPU.\n\n"
         + _table(["Layer", "What is timed", "Best µs", "Median µs"], rows)
+    )
+
+
+def _markdown_instructions(flat: dict[str, float]) -> str:
+    """Render bench/instructions.json, the callgrind ladder of a proxy read."""
+    path = Path(__file__).with_name("instructions.json")
+    heading = "## 7. Where the proxy's time goes\n\n"
+    if not path.exists():
+        return heading + (
+            "`make bench-instructions` has not been run, so there is no instruction "
+            "count per layer yet."
+        )
+    ladder = json.loads(path.read_text())
+    counts: dict[str, int] = ladder["instructions_per_call"]
+    steps: dict[str, str] = ladder["steps"]
+    limit = counts["aiohttp_json"]
+    rows = []
+    previous: int | None = None
+    for step, count in counts.items():
+        added = "" if previous is None else f"{count - previous:+,}"
+        rows.append(
+            [f"`{step}`", steps[step], f"{count:,}", added, f"{limit / count:.3f}"]
+        )
+        previous = count
+    proxy = counts["proxy_get_user"]
+    ratio = flat.get("proxy_vs_aiohttp_c16")
+    measured = "" if ratio is None else f", and this run measured {ratio:.3f}"
+    return (
+        heading
+        + "Instructions per call, counted by callgrind with `make bench-instructions` "
+        f"on {ladder['generated_at']} over {ladder['calls_counted']} calls at "
+        "concurrency 16. Unlike time, the count does not depend on what else the "
+        "machine runs. Each step adds one layer of `get_user` to the one above it; "
+        "the last column is the step's throughput bound against bare aiohttp, "
+        "limit / count.\n\n"
+        + _table(
+            ["Step", "What it adds", "Instructions", "Added", "Limit / step"], rows
+        )
+        + "\n\nAt concurrency 16 the client's CPU is the bottleneck, so the "
+        f"throughput ratio follows the instruction ratio: {limit / proxy:.3f} for "
+        f"`get_user`{measured}. A ratio of 0.90 needs about "
+        f"{limit / 0.9:,.0f} instructions per call. Reading `resp.read()` with "
+        "pydantic's `validate_json` saves more than `resp.json()` costs, so the "
+        "layers above it have that much room. The largest ones are the "
+        "counter and histogram of every call (about 13k instructions, measured by "
+        "replacing them with no-ops), the status page's rolling stats, the span "
+        "and log hooks, and the four coroutines and three objects (request, "
+        "target, response) that a call builds. `bench/profile.txt` shows the same "
+        "layers by time."
     )
 
 
