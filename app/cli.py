@@ -180,6 +180,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     host = args.host or settings.gateway.host
     port = settings.gateway.port if args.port is None else args.port
+    # Before the app and its proxies are built, which read the provider once.
+    # With workers it only checks the variables: each worker installs its own.
+    install_tracer_provider()
     if args.workers > 1:
         exec_gunicorn(
             host=host,
@@ -193,8 +196,6 @@ def _serve(args: argparse.Namespace) -> int:
     multiprocess_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if multiprocess_dir:
         clean_multiprocess_dir(multiprocess_dir)
-    # Before the app and its proxies are built, which read the provider once.
-    install_tracer_provider()
     container = Container()
     container.settings.override(providers.Object(settings))
     logger.info("gateway starting on http://{host}:{port}", host=host, port=port)

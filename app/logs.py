@@ -70,6 +70,7 @@ def configure_logging(level: str | None = None, log_format: str | None = None) -
             sys.stderr, level=chosen, format=_format, backtrace=False, diagnose=False
         )
     _route_aiohttp_server_log()
+    _route_opentelemetry_log()
 
 
 def _write_json_line(message: Any) -> None:
@@ -125,6 +126,27 @@ def _route_aiohttp_server_log() -> None:
     server_log = logging.getLogger("aiohttp.server")
     server_log.handlers = [_ProtocolErrorHandler()]
     server_log.propagate = False
+
+
+class _DebugLineHandler(logging.Handler):
+    """Pass a library's standard-library log records on as DEBUG lines.
+
+    OpenTelemetry's propagators warn about every malformed ``traceparent`` or
+    ``baggage`` header. Those headers come from callers, who can send one per
+    request; the header is ignored either way. As DEBUG lines they keep the log's
+    format, JSON included, and stay out of the log at the default level.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.debug(
+            "{source}: {text}", source=record.name, text=record.getMessage()[:500]
+        )
+
+
+def _route_opentelemetry_log() -> None:
+    otel_log = logging.getLogger("opentelemetry")
+    otel_log.handlers = [_DebugLineHandler()]
+    otel_log.propagate = False
 
 
 def _format(record: Any) -> str:

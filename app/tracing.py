@@ -210,7 +210,12 @@ def incoming_context(
     """
     if not any(name in headers for name in fields):
         return None
-    return propagate.extract(headers)
+    try:
+        return propagate.extract(headers)
+    except Exception:  # the propagators parse text that any caller chose
+        # A context that cannot be read is dropped, as a malformed traceparent
+        # is; the request itself is served.
+        return None
 
 
 def propagator_fields() -> frozenset[str]:

@@ -45,9 +45,10 @@ STEPS: dict[str, str] = {
     "aiohttp_json": "bare aiohttp: session.get + resp.json(), the benchmark's limit",
     "aiohttp_validate": "resp.read() + pydantic validate_json instead of resp.json()",
     "hand_policies": "hand-inlined: breaker, budget, bulkhead, deadline header, "
-    "timeout, counter and histogram",
+    "timeout, call metrics",
     "engine_attempt": "CallEngine._attempt on a prebuilt request",
-    "engine_call": "CallEngine.call: metrics, status-page stats, debug line, span hook",
+    "engine_call": "CallEngine.call: call metrics, status-page stats, debug line, "
+    "span hook",
     "proxy_get_user": "UserServiceProxy.get_user: id encoding and request building",
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
@@ -199,8 +200,7 @@ def _step_call(
             bulkhead.release()
         value = adapter.validate_json(body)
         breaker.record_success()
-        metrics.success.inc()
-        metrics.duration.observe((time.perf_counter() - started) * 1000)
+        metrics.succeeded((time.perf_counter() - started) * 1000)
         return value
 
     async def engine_attempt() -> object:

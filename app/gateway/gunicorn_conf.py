@@ -16,6 +16,7 @@ from prometheus_client import multiprocess
 
 from app.logs import LOG_LEVEL_VARIABLE, configure_logging
 from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
+from app.telemetry import install_tracer_provider
 
 __all__ = [
     "GRACEFUL_TIMEOUT_SECONDS",
@@ -66,8 +67,14 @@ def on_starting(server: object) -> None:
 
 
 def post_fork(server: object, worker: object) -> None:
-    """Send the worker's log lines to stderr at LOG_LEVEL, in LOG_FORMAT."""
+    """Set up the worker's log lines and, when the variables ask, its tracing.
+
+    Log lines go to stderr at LOG_LEVEL, in LOG_FORMAT. The tracer provider is
+    installed in each worker, after the fork, because the SDK exports spans
+    from a thread of its own, which a fork does not copy.
+    """
     configure_logging()
+    install_tracer_provider()
 
 
 def child_exit(server: object, worker: _Worker) -> None:

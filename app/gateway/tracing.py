@@ -13,7 +13,7 @@ from app import tracing
 from app.redaction import mask_emails
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, Tracer
 
 __all__ = ["trace_context_middleware"]
 
@@ -55,28 +55,40 @@ def trace_context_middleware() -> Middleware:
         request: web.Request, handler: Handler
     ) -> web.StreamResponse:
         context = tracing.incoming_context(request.headers, fields)
-        name, attributes = _server_span_fields(request)
-        with tracer.start_as_current_span(
-            name,
-            context=context,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                _record_status(span, exc.status)
-                raise
-            except BaseException as exc:
-                span.set_attribute(tracing.ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR))
-                raise
-            _record_status(span, response.status)
-            return response
+        # Attached rather than passed as the span's parent context, so that the
+        # caller's baggage stays in the context that the calls send on.
+        token = None if context is None else otel_context.attach(context)
+        try:
+            return await _handle_in_span(tracer, request, handler)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
     return trace_request
+
+
+async def _handle_in_span(
+    tracer: Tracer, request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    name, attributes = _server_span_fields(request)
+    with tracer.start_as_current_span(
+        name,
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _record_status(span, exc.status)
+            raise
+        except BaseException as exc:
+            span.set_attribute(tracing.ERROR_TYPE, type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+            raise
+        _record_status(span, response.status)
+        return response
 
 
 def _server_span_fields(request: web.Request) -> tuple[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from app.gateway.gunicorn_conf import (
     OWNED_METRICS_DIR_VARIABLE,
 )
 from app.logs import LOG_LEVEL_VARIABLE
-from app.metrics import MULTIPROC_DIR_VARIABLE
+from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
 from app.settings import load_settings
 
 __all__ = [
@@ -77,7 +77,8 @@ def exec_gunicorn(
     worker starts.
 
     Raises:
-        ValueError: ``loop`` cannot be used.
+        ValueError: ``loop`` cannot be used, or PROMETHEUS_MULTIPROC_DIR names
+            something other than a directory.
         OSError: the address is in use, or the directory could not be made or
             gunicorn not started.
     """
@@ -101,7 +102,10 @@ def exec_gunicorn(
     if log_level is not None:
         env[LOG_LEVEL_VARIABLE] = log_level
     owned = None
-    if not env.get(MULTIPROC_DIR_VARIABLE):
+    if env.get(MULTIPROC_DIR_VARIABLE):
+        # Checked here, where the error is one line, rather than in gunicorn.
+        clean_multiprocess_dir(env[MULTIPROC_DIR_VARIABLE])
+    else:
         # NOTE: gunicorn runs on_exit, which removes this directory, on every
         # stop after start-up, but not when its own options are invalid.
         owned = tempfile.mkdtemp(prefix="service-proxies-metrics-")

@@ -213,19 +213,23 @@ class CallEngine:
                 result, status = await self._retry(request, exc, used)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            metrics.error.inc()
-            metrics.duration.observe(elapsed_ms)
+            metrics.failed(elapsed_ms)
             stats.record(elapsed_ms, True)
             self._log.log(
                 _failure_log_level(exc),
                 "{method} {path} failed after {attempts} attempt(s) "
-                "in {duration_ms:.1f} ms: {kind} {status}",
+                "in {duration_ms:.1f} ms: {outcome}",
                 method=request.target.method,
                 path=request.target.path,
                 attempts=exc.attempts,
                 duration_ms=elapsed_ms,
                 kind=exc.kind.value,
                 status=exc.status_code,
+                outcome=(
+                    exc.kind.value
+                    if exc.status_code is None
+                    else f"{exc.kind.value} {exc.status_code}"
+                ),
             )
             if span is not None:
                 span.end(exc)
@@ -237,8 +241,7 @@ class CallEngine:
         finally:
             stats.in_flight -= 1
         elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.success.inc()
-        metrics.duration.observe(elapsed_ms)
+        metrics.succeeded(elapsed_ms)
         stats.record(elapsed_ms, False)
         self._log.debug(
             "{method} {path} -> {status} in {duration_ms:.1f} ms",
@@ -497,7 +500,15 @@ class CallEngine:
         one endpoint of several does not open the service's circuit.
         """
         if endpoint is not None:
-            self.endpoints.record_error(endpoint, exc)
+            if (
+                isinstance(exc, ServiceDeadlineError)
+                and exc.waited >= self.settings.breaker_slow_call
+            ):
+                # An endpoint that hangs until every caller's deadline cuts
+                # it is as dead as one that refuses connections.
+                self.endpoints.record_failure(endpoint)
+            else:
+                self.endpoints.record_error(endpoint, exc)
         breaker = self.breaker
         if breaker is None:
             return

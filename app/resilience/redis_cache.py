@@ -26,6 +26,9 @@ __all__ = ["RedisReadCache"]
 
 T = TypeVar("T")
 
+# Seconds by which the clocks of two instances sharing Redis may disagree.
+_CLOCK_SKEW = 5.0
+
 
 class _StoredEntry(BaseModel, Generic[T]):
     """The JSON document stored under an entry key."""
@@ -239,10 +242,18 @@ class RedisReadCache:
             )
             return None
         try:
-            return _StoredEntry[model].model_validate_json(raw)  # type: ignore[valid-type]
+            entry = _StoredEntry[model].model_validate_json(raw)  # type: ignore[valid-type]
         except ValidationError:
             self._store.record_invalid_entry(self._service, "read", "an entry")
             return None
+        if entry.loaded_at > self._clock() + _CLOCK_SKEW:
+            # A load time in the future would keep the entry fresh for as long
+            # as Redis holds it; no instance of ours writes one.
+            self._store.record_invalid_entry(
+                self._service, "read", "an entry loaded in the future"
+            )
+            return None
+        return entry
 
     async def _store_loaded(
         self, key: Hashable, load: _SharedLoad, outcome: object

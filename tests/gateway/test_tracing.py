@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,6 +217,65 @@ class TestWithoutSdk:
         await fetch_dashboard(upstream, sandbox, {"traceparent": "00-zz-yy-01"})
 
         assert "traceparent" not in upstream.requests[0].headers
+
+
+async def raw_get(client: Any, path: str, header: bytes) -> bytes:
+    """Send a GET with one raw header line, bytes as they are, and read the reply."""
+    url = client._base_url
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: gateway\r\n"
+            + header
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+class TestHostileContext:
+    """Trace headers that the propagators cannot read are ignored."""
+
+    @pytest.mark.parametrize("sdk", [False, True])
+    async def test_undecodable_baggage_is_ignored(
+        self,
+        request: pytest.FixtureRequest,
+        upstream: ScriptedUpstream,
+        sandbox: Sandbox,
+        sdk: bool,
+    ) -> None:
+        """A baggage header that is not UTF-8 leaves the dashboard a JSON 200."""
+        if sdk:
+            request.getfixturevalue("span_exporter")
+        upstream.script(Reply.json(USER))
+
+        async with gateway(settings_for(upstream, sandbox)) as client:
+            reply = await raw_get(client, "/api/dashboard/1", b"baggage: a=\xff")
+
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert json.loads(body)["user"]["id"] == USER["id"]
+
+    async def test_baggage_reaches_upstream_with_sdk(
+        self,
+        span_exporter: InMemorySpanExporter,
+        upstream: ScriptedUpstream,
+        sandbox: Sandbox,
+    ) -> None:
+        """The caller's baggage goes on with the call's span context."""
+        upstream.script(Reply.json(USER))
+
+        await fetch_dashboard(upstream, sandbox, {**HEADERS, "baggage": "tenant=acme"})
+
+        assert upstream.requests
+        for sent in upstream.requests:
+            assert sent.headers["baggage"] == "tenant=acme"
+            assert sent.headers["traceparent"].split("-")[1] == TRACE_ID
 
 
 class TestJsonLogLines:

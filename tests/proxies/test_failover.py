@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +16,7 @@ from app.proxies import (
     CircuitOpenError,
     ServiceClientError,
     ServiceConnectionError,
+    ServiceDeadlineError,
     ServiceRedirectError,
     ServiceServerError,
     UserServiceProxy,
@@ -234,6 +236,26 @@ class TestOutlierEjection:
         proxy = proxy_for([upstream.url, second_upstream.url], timeout=0.2)
 
         await call_times(proxy, 8)
+
+        assert upstream.hits == 3
+        assert proxy.endpoint_states()[0].state == EJECTED
+
+    async def test_endpoint_cut_by_deadlines_ejected(
+        self,
+        proxy_for: ProxyBuilder,
+        upstream: ScriptedUpstream,
+        second_upstream: ScriptedUpstream,
+    ) -> None:
+        """Attempts that hang until the caller's deadline count once slow enough."""
+        upstream.script(Reply(hang=True))
+        second_upstream.script(Reply.json(OK))
+        proxy = proxy_for(
+            [upstream.url, second_upstream.url], timeout=1.0, breaker_slow_call=0.1
+        )
+
+        for _ in range(8):
+            with contextlib.suppress(ServiceDeadlineError):
+                await proxy.get("/x", deadline=0.15)
 
         assert upstream.hits == 3
         assert proxy.endpoint_states()[0].state == EJECTED

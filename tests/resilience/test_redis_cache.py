@@ -360,6 +360,26 @@ class TestGarbage:
         assert invalid_entries(registry) == 1
         assert stored["value"]["firstName"] == "Ada"
 
+    async def test_entry_loaded_in_the_future_is_a_miss(
+        self,
+        instances: tuple[Instance, Instance],
+        redis_client: Redis,
+        registry: CollectorRegistry,
+    ) -> None:
+        """A load time beyond the clock would stay fresh forever, so it is refused."""
+        first, second = instances
+        await first.read(Loader(make_user()))
+        document = await stored_document(redis_client)
+        document["loaded_at"] = 1e308
+        await redis_client.set(ENTRY_KEY, json.dumps(document))
+        loader = Loader(make_user("Grace"))
+
+        result = await second.read(loader)
+
+        assert result.source == "miss"
+        assert loader.calls == 1
+        assert invalid_entries(registry) == 1
+
     async def test_oversized_entry_is_a_miss(
         self,
         redis_client: Redis,
