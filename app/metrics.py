@@ -58,6 +58,7 @@ class ProxyMetrics:
     """The metric families that every proxy records into.
 
     Labels are bounded: ``service`` comes from code, ``method`` is an HTTP method,
+    ``operation`` a proxy method's name or an HTTP verb in lower case,
     ``status`` is ``success`` or ``error`` and ``endpoint`` is one of the base URLs
     in the service's settings, at most 32. No other URL, id or error text is a label.
 
@@ -139,16 +140,17 @@ class ProxyMetrics:
             multiprocess_mode="livemax",
         )
 
-    def for_call(self, service: str, method: str) -> CallMetrics:
-        """Return the recorder of one service and HTTP method's calls."""
-        return self._calls.for_call(
-            service, method, self.retries.labels(service, method)
-        )
+    def for_call(self, service: str, method: str, operation: str) -> CallMetrics:
+        """Return the recorder of the calls of one service, method and operation."""
+        retries = self.retries.labels(service, method)
+        return self._calls.for_call(service, method, operation, retries)
 
 
 _CALLS_NAME = "service_calls_total"
 _CALLS_HELP = "Logical calls to another service, by outcome; retries are not counted."
 _DURATION_NAME = "service_call_duration_milliseconds"
+_DURATION_LABELS = ("service", "method", "operation")
+_CALL_LABELS = (*_DURATION_LABELS, "status")
 _DURATION_HELP = (
     "Duration of a logical call in milliseconds, all attempts and waits included."
 )
@@ -179,7 +181,9 @@ class CallMetrics:
 class _CallFamilies:
     """Where the calls and durations of every service and method are kept."""
 
-    def for_call(self, service: str, method: str, retries: Counter) -> CallMetrics:
+    def for_call(
+        self, service: str, method: str, operation: str, retries: Counter
+    ) -> CallMetrics:
         raise NotImplementedError
 
 
@@ -187,23 +191,23 @@ class _LibraryCallFamilies(_CallFamilies):
     """prometheus_client's Counter and Histogram, which multiprocess mode needs."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._calls = Counter(
-            _CALLS_NAME, _CALLS_HELP, ["service", "method", "status"], registry=registry
-        )
+        self._calls = Counter(_CALLS_NAME, _CALLS_HELP, _CALL_LABELS, registry=registry)
         self._duration = Histogram(
             _DURATION_NAME,
             _DURATION_HELP,
-            ["service", "method"],
+            _DURATION_LABELS,
             buckets=DURATION_BUCKETS_MS,
             registry=registry,
         )
 
-    def for_call(self, service: str, method: str, retries: Counter) -> CallMetrics:
+    def for_call(
+        self, service: str, method: str, operation: str, retries: Counter
+    ) -> CallMetrics:
         return _LibraryCallMetrics(
             retries,
-            success=self._calls.labels(service, method, "success"),
-            error=self._calls.labels(service, method, "error"),
-            duration=self._duration.labels(service, method),
+            success=self._calls.labels(service, method, operation, "success"),
+            error=self._calls.labels(service, method, operation, "error"),
+            duration=self._duration.labels(service, method, operation),
         )
 
 
@@ -241,11 +245,13 @@ class _TalliedCallFamilies(_CallFamilies, Collector):
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._tallies: dict[tuple[str, str], _TalliedCallMetrics] = {}
+        self._tallies: dict[tuple[str, str, str], _TalliedCallMetrics] = {}
         registry.register(self)
 
-    def for_call(self, service: str, method: str, retries: Counter) -> CallMetrics:
-        key = (service, method)
+    def for_call(
+        self, service: str, method: str, operation: str, retries: Counter
+    ) -> CallMetrics:
+        key = (service, method, operation)
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = _TalliedCallMetrics(retries)
@@ -257,23 +263,21 @@ class _TalliedCallFamilies(_CallFamilies, Collector):
         yield HistogramMetricFamily(_DURATION_NAME, _DURATION_HELP, labels=())
 
     def collect(self) -> Iterator[Metric]:
-        calls = CounterMetricFamily(
-            _CALLS_NAME, _CALLS_HELP, labels=("service", "method", "status")
-        )
+        calls = CounterMetricFamily(_CALLS_NAME, _CALLS_HELP, labels=_CALL_LABELS)
         duration = HistogramMetricFamily(
-            _DURATION_NAME, _DURATION_HELP, labels=("service", "method")
+            _DURATION_NAME, _DURATION_HELP, labels=_DURATION_LABELS
         )
         bounds = [floatToGoString(bound) for bound in _BOUNDS]  # type: ignore[no-untyped-call]
-        for (service, method), tally in list(self._tallies.items()):
+        for labels, tally in list(self._tallies.items()):
             counts = list(tally.counts)
-            calls.add_metric((service, method, "success"), tally.successes)
-            calls.add_metric((service, method, "error"), tally.errors)
+            calls.add_metric((*labels, "success"), tally.successes)
+            calls.add_metric((*labels, "error"), tally.errors)
             cumulative = 0
             buckets = []
             for bound, count in zip(bounds, counts, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            duration.add_metric((service, method), buckets, tally.total_ms)
+            duration.add_metric(labels, buckets, tally.total_ms)
         yield calls
         yield duration
 

@@ -59,7 +59,9 @@ def measure_overhead(*, log_file: Path) -> dict[str, Any]:
 
 
 def _sync_layers(settings: ServiceSettings) -> dict[str, Callable[[], object]]:
-    call_metrics = ProxyMetrics(CollectorRegistry()).for_call("user-service", "GET")
+    call_metrics = ProxyMetrics(CollectorRegistry()).for_call(
+        "user-service", "GET", "get_user"
+    )
     log = logger.bind(service="user-service")
     adapter = TypeAdapter(User)
     body = sandbox_bodies()["user"]

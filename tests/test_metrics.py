@@ -96,7 +96,7 @@ class TestCallMetrics:
     def record(self, metrics: ProxyMetrics) -> None:
         """Record the same calls, successes and failures, on two services."""
         for service in ("user-service", "interview-service"):
-            call = metrics.for_call(service, "GET")
+            call = metrics.for_call(service, "GET", "get_user")
             for number, duration in enumerate(self.DURATIONS_MS):
                 if number % 3 == 0:
                     call.failed(duration)
@@ -135,7 +135,7 @@ class TestCallMetrics:
         assert "# TYPE service_call_duration_milliseconds histogram" in text
         assert (
             'service_call_duration_milliseconds_bucket{le="+Inf",method="GET",'
-            'service="user-service"} 6.0'
+            'operation="get_user",service="user-service"} 6.0'
         ) in text
 
     def test_second_registration_is_refused(

@@ -408,7 +408,9 @@ class BaseServiceProxy:
         """
         ttl = self.settings.cache_ttl.get(operation)
         if ttl is None or self._cache is None or _has_call_options(options):
-            request = self._new_request("GET", path, None, model, None, options)
+            request = self._new_request(
+                "GET", path, None, model, None, options, operation
+            )
             return self._engine.call(request)
         return self._read_through_cache(
             self._cache, operation, key, path, ttl, options, model
@@ -442,7 +444,7 @@ class BaseServiceProxy:
                     with deadline_scope(max(0.0, deadline - time.monotonic())):
                         result = await cache.get_or_load(
                             (operation, key),
-                            lambda: self._read(path, model, {}),
+                            lambda: self._read(operation, path, model, {}),
                             model=model,
                             ttl=ttl,
                             stale_if_error=stale_if_error,
@@ -502,6 +504,7 @@ class BaseServiceProxy:
         model: Any,
         params: Mapping[str, str] | None,
         options: RequestOptions,
+        operation: str | None = None,
     ) -> CallRequest:
         method = method.upper()
         if method not in HTTP_METHODS:
@@ -524,7 +527,13 @@ class BaseServiceProxy:
         if model is not None:
             wire.check_model(model)
         return self._new_request(
-            method, path, wire.encode_body(body), model, params, options
+            method,
+            path,
+            wire.encode_body(body),
+            model,
+            params,
+            options,
+            method.lower() if operation is None else operation,
         )
 
     def _new_request(
@@ -535,6 +544,7 @@ class BaseServiceProxy:
         model: Any,
         params: Mapping[str, str] | None,
         options: RequestOptions,
+        operation: str,
     ) -> CallRequest:
         """Build a call whose method, path and model are already known to be valid.
 
@@ -574,18 +584,58 @@ class BaseServiceProxy:
             retries=retries,
             deadline=deadline,
             model=model,
+            operation=operation,
         )
 
     def _read(
         self,
+        operation: str,
         path: str,
         model: type[T],
         options: RequestOptions,
         params: Mapping[str, str] | None = None,
     ) -> Awaitable[T]:
-        """Start a GET of a typed method, whose path is built from encoded ids."""
-        request = self._new_request("GET", path, None, model, params, options)
+        """Start the GET of a typed method, whose path is built from encoded ids."""
+        request = self._new_request(
+            "GET", path, None, model, params, options, operation
+        )
         return self._engine.call(request)
+
+    @overload
+    async def _write(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: Any,
+        model: type[T],
+        options: RequestOptions,
+    ) -> T: ...
+    @overload
+    async def _write(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: Any,
+        model: None,
+        options: RequestOptions,
+    ) -> None: ...
+    async def _write(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: Any,
+        model: type[T] | None,
+        options: RequestOptions,
+    ) -> T | None:
+        """Send the write of a typed method, named ``operation`` in the metrics."""
+        request = self._build_request(
+            method, path, body, model, None, options, operation
+        )
+        result: T | None = await self._engine.call(request)
+        return result
 
     def _deadline(self, seconds: float | None) -> float:
         """Return the earliest of the option, the setting and the context deadline."""

@@ -13,7 +13,7 @@ import tenacity
 import yarl
 from loguru import logger
 
-from app.metrics import HTTP_METHODS, CallMetrics, ProxyMetrics
+from app.metrics import CallMetrics, ProxyMetrics
 from app.proxies import wire
 from app.proxies.endpoints import Endpoint, EndpointSet
 from app.proxies.errors import (
@@ -70,6 +70,9 @@ class CallRequest:
     retries: int
     deadline: float | None
     model: Any | None
+    operation: str
+    """The proxy method that made the call, such as ``get_user``, or the HTTP
+    method in lower case for a call of ``get``, ``post`` and the other verbs."""
 
     @property
     def idempotent(self) -> bool:
@@ -131,9 +134,10 @@ class CallEngine:
         self._spread = self.endpoints if len(self.endpoints.endpoints) > 1 else None
         # None unless an OpenTelemetry SDK is installed when the engine is built.
         self._tracer = call_tracer(name, yarl.URL(settings.url[0]))
-        self._metrics: dict[str, CallMetrics] = {
-            method: metrics.for_call(name, method) for method in HTTP_METHODS
-        }
+        self._proxy_metrics = metrics
+        # Filled as operations are first called; operations are the proxy's
+        # methods and the HTTP verbs, so the dictionary stays small.
+        self._metrics: dict[tuple[str, str], CallMetrics] = {}
         self._rejected = metrics.rejected
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
@@ -192,7 +196,10 @@ class CallEngine:
         Raises:
             ServiceProxyError: the call failed; the last attempt's error is raised.
         """
-        metrics = self._metrics[request.target.method]
+        key = (request.target.method, request.operation)
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            metrics = self._metrics[key] = self._proxy_metrics.for_call(self.name, *key)
         # The endpoints this call's attempts went to, which its retries avoid.
         used: list[Endpoint] | None = None if self._spread is None else []
         stats = self.stats
@@ -338,7 +345,7 @@ class CallEngine:
     def _before_sleep(
         self, request: CallRequest, state: tenacity.RetryCallState
     ) -> None:
-        self._metrics[request.target.method].retries.inc()
+        self._metrics[request.target.method, request.operation].retries.inc()
         outcome = state.outcome
         cause = outcome.exception() if outcome is not None else None
         self._log.warning(

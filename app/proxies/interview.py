@@ -39,7 +39,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         """Create an interview as a draft."""
         body = InterviewCreate.model_validate(interview)
         options = with_idempotency_key(options)
-        return await self.post("/interviews", body, model=Interview, **options)
+        return await self._write(
+            "create_interview", "POST", "/interviews", body, Interview, options
+        )
 
     async def get_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -67,7 +69,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         if status is not None:
             params["status"] = status
         path = f"/users/{path_segment(user_id)}/interviews"
-        return await self._read(path, InterviewList, options, params)
+        return await self._read(
+            "get_user_interviews", path, InterviewList, options, params
+        )
 
     async def update_interview(
         self,
@@ -80,7 +84,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         path = f"/interviews/{path_segment(interview_id)}"
         options = with_idempotency_key(options)
         try:
-            return await self.patch(path, body, model=Interview, **options)
+            return await self._write(
+                "update_interview", "PATCH", path, body, Interview, options
+            )
         finally:
             await self._invalidate(interview_id)
 
@@ -91,7 +97,7 @@ class InterviewServiceProxy(BaseServiceProxy):
         path = f"/interviews/{path_segment(interview_id)}"
         options = with_idempotency_key(options)
         try:
-            await self.delete(path, **options)
+            await self._write("delete_interview", "DELETE", path, None, None, options)
         finally:
             await self._invalidate(interview_id)
 
@@ -119,7 +125,9 @@ class InterviewServiceProxy(BaseServiceProxy):
         path = f"/interviews/{path_segment(interview_id)}/candidates"
         options = with_idempotency_key(options)
         try:
-            return await self.post(path, body, model=Candidate, **options)
+            return await self._write(
+                "add_candidate", "POST", path, body, Candidate, options
+            )
         finally:
             await self._invalidate(interview_id)
 
@@ -141,7 +149,9 @@ class InterviewServiceProxy(BaseServiceProxy):
     ) -> UserInterviewStats:
         """Fetch the interview and candidate counts of a user."""
         path = f"/users/{path_segment(user_id)}/interview-stats"
-        return await self._read(path, UserInterviewStats, options)
+        return await self._read(
+            "get_user_interview_stats", path, UserInterviewStats, options
+        )
 
     async def publish_interview(
         self, interview_id: str, **options: Unpack[RequestOptions]
@@ -167,6 +177,8 @@ class InterviewServiceProxy(BaseServiceProxy):
         path = f"/interviews/{path_segment(interview_id)}/{action}"
         options = with_idempotency_key(options)
         try:
-            return await self.post(path, model=Interview, **options)
+            return await self._write(
+                f"{action}_interview", "POST", path, None, Interview, options
+            )
         finally:
             await self._invalidate(interview_id)

@@ -61,7 +61,9 @@ class UserServiceProxy(BaseServiceProxy):
         path = f"/users/{path_segment(user_id)}/profile"
         options = with_idempotency_key(options)
         try:
-            return await self.patch(path, body, model=UserProfile, **options)
+            return await self._write(
+                "update_user_profile", "PATCH", path, body, UserProfile, options
+            )
         finally:
             # Also after a failure: a timed-out write may still have applied.
             await self._invalidate(user_id)
@@ -77,7 +79,14 @@ class UserServiceProxy(BaseServiceProxy):
         path = f"/users/{path_segment(user_id)}/quota/reservations"
         options = with_idempotency_key(options)
         try:
-            return await self.post(path, model=QuotaReservation, **options)
+            return await self._write(
+                "reserve_interview_quota",
+                "POST",
+                path,
+                None,
+                QuotaReservation,
+                options,
+            )
         finally:
             await self._invalidate(user_id)
 
@@ -91,7 +100,7 @@ class UserServiceProxy(BaseServiceProxy):
         )
         options = with_idempotency_key(options)
         try:
-            await self.delete(path, **options)
+            await self._write("release_quota", "DELETE", path, None, None, options)
         finally:
             await self._invalidate(user_id)
 
@@ -113,7 +122,9 @@ class UserServiceProxy(BaseServiceProxy):
     ) -> bool:
         """Tell whether an account with this e-mail address exists."""
         params = {"email": email}
-        result = await self._read("/users/exists", UserExists, options, params)
+        result = await self._read(
+            "check_user_exists", "/users/exists", UserExists, options, params
+        )
         return result.exists
 
     async def list_users(
@@ -128,4 +139,4 @@ class UserServiceProxy(BaseServiceProxy):
         params = {"page": str(page), "limit": str(limit)}
         if search:
             params["search"] = search
-        return await self._read("/users", UserList, options, params)
+        return await self._read("list_users", "/users", UserList, options, params)

@@ -24,7 +24,7 @@ def exported_names() -> set[str]:
     """Return every sample name the proxies' registry can expose."""
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry)
-    metrics.for_call("user-service", "GET")
+    metrics.for_call("user-service", "GET", "get_user")
     metrics.rejected.labels("user-service", "deadline")
     metrics.retries_skipped.labels("user-service", "not_retryable")
     metrics.cache_requests.labels("user-service", "hit")
@@ -67,8 +67,13 @@ class TestGrafana:
             query for query in panel_queries() if "histogram_quantile" in query
         ]
 
-        assert len(quantiles) == 3
-        assert all("by (service, le)" in query for query in quantiles)
+        assert len(quantiles) == 4
+        assert all(
+            "le) (rate(service_call_duration_milliseconds_bucket[5m]))" in query
+            for query in quantiles
+        )
+        assert sum("by (service, le)" in query for query in quantiles) == 3
+        assert sum("by (service, operation, le)" in query for query in quantiles) == 1
 
 
 class TestPrometheusRules:

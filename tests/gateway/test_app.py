@@ -119,17 +119,22 @@ class TestDashboardRoute:
             async with client.get("/metrics") as response:
                 text = await response.text()
 
-        for service in ("user-service", "interview-service"):
-            calls = (
-                f'service_calls_total{{method="GET",service="{service}",'
-                f'status="success"}}'
-            )
-            bucket = (
-                f'service_call_duration_milliseconds_bucket{{le="+Inf",'
-                f'method="GET",service="{service}"}}'
-            )
-            assert calls in text
-            assert bucket in text
+        parts = {
+            "user-service": ("get_user", "get_user_stats"),
+            "interview-service": ("get_user_interviews",),
+        }
+        for service, operations in parts.items():
+            for operation in operations:
+                calls = (
+                    f'service_calls_total{{method="GET",operation="{operation}",'
+                    f'service="{service}",status="success"}} 1.0'
+                )
+                bucket = (
+                    f'service_call_duration_milliseconds_bucket{{le="+Inf",'
+                    f'method="GET",operation="{operation}",service="{service}"}} 1.0'
+                )
+                assert calls in text
+                assert bucket in text
 
 
 class TestErrorMapping:
