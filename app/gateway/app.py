@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from app.containers import Container, init_resources, resolve, shutdown_resources
@@ -43,7 +46,7 @@ def create_app(container: Container | None = None) -> web.Application:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     registry = scrape_registry(container.metrics_registry())
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", _metrics_handler(registry))
     add_status_routes(app)
     return app
 
@@ -70,3 +73,22 @@ async def _container_resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         state.ready = False
         await shutdown_resources(container)
+
+
+def _metrics_handler(registry: CollectorRegistry) -> Handler:
+    """Serve ``registry`` as prometheus_client does, whatever the Accept header.
+
+    prometheus_client raises on some malformed OpenMetrics versions in Accept,
+    which any caller can send; such a scrape gets the text format instead.
+    """
+    serve = make_aiohttp_handler(registry)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        try:
+            return await serve(request)
+        except (TypeError, ValueError):
+            headers = CIMultiDict(request.headers)
+            headers.popall(hdrs.ACCEPT, None)
+            return await serve(request.clone(headers=headers))
+
+    return metrics

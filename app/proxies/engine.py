@@ -445,7 +445,7 @@ class CallEngine:
                     self.endpoints.release(endpoint)
                 if bulkhead is not None:
                     bulkhead.release()
-            result = self._result(request, response, endpoint)
+            result = self._result(request, response, endpoint, capped)
         except ServiceProxyError as exc:
             self._record_outcome(exc, endpoint)
             raise
@@ -552,15 +552,30 @@ class CallEngine:
         return exc.waited >= self.settings.breaker_slow_call
 
     def _result(
-        self, request: CallRequest, response: _Response, endpoint: Endpoint | None
+        self,
+        request: CallRequest,
+        response: _Response,
+        endpoint: Endpoint | None,
+        capped: bool,
     ) -> Any:
-        """Decode a final 2xx response, or raise the error its status means."""
+        """Decode a final 2xx response, or raise the error its status means.
+
+        A 504 to an attempt whose deadline header carried the caller's shorter
+        deadline is that deadline ending, not a failure of the service: a
+        caller with a short deadline must not open the circuit of a healthy one.
+        """
         status = response.status
         if 200 <= status < 300:
             return wire.decode_body(
                 request.target, status, response.body, request.model
             )
         target = request.target
+        if status == 504 and capped:
+            cut = self._deadline_error(
+                request, "the service stopped at the deadline this call passed on"
+            )
+            cut.status_code = status
+            raise cut
         if status < 200:
             details = f"final response with informational status {status}"
             raise ServiceProtocolError(
@@ -627,11 +642,13 @@ class CallEngine:
     ) -> _Response:
         """Send one request of an attempt and read its response."""
         target = request.target
-        if seconds <= 0:
-            # aiohttp reads a total timeout of 0 as no timeout at all.
+        budget_ms = int(seconds * 1000)
+        if budget_ms <= 0:
+            # Under a millisecond left: the header would tell the service to
+            # give up at once, and aiohttp reads a total timeout of 0 as none.
             raise self._timeout_error(request, capped)
         headers = dict(request_headers)
-        headers[DEADLINE_HEADER] = str(int(seconds * 1000))
+        headers[DEADLINE_HEADER] = str(budget_ms)
         call_span = inject_trace_context(headers)
         timeout = (
             self._default_timeout

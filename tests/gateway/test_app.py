@@ -112,6 +112,27 @@ class TestDashboardRoute:
         assert retried is not None
         assert float(retried.group(1)) >= 2
 
+    @pytest.mark.parametrize(
+        "accept",
+        [
+            "application/openmetrics-text; version=abc",
+            "application/openmetrics-text; version=1.0.0",
+            "text/plain",
+        ],
+    )
+    async def test_metrics_whatever_the_accept_header(
+        self, sandbox: Sandbox, accept: str
+    ) -> None:
+        """A malformed OpenMetrics version in Accept gets the text format."""
+        async with gateway(container_for(sandbox.settings())) as client:
+            await get_json(client, "/api/dashboard/1")
+            async with client.get("/metrics", headers={"Accept": accept}) as response:
+                status = response.status
+                text = await response.text()
+
+        assert status == 200
+        assert "# TYPE service_calls" in text
+
     async def test_metrics_after_dashboard(self, sandbox: Sandbox) -> None:
         """/metrics shows calls and duration buckets of both services."""
         async with gateway(container_for(sandbox.settings())) as client:

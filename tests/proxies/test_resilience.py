@@ -427,6 +427,40 @@ class TestCircuitBreaker:
         assert sample(registry, "service_circuit_state", service=SERVICE) == 1
         assert rejected(registry, "circuit_open") == 1
 
+    async def test_504_at_a_short_deadline_keeps_circuit_closed(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """A 504 to the caller's shorter deadline is the caller's, not a failure."""
+        upstream.script(Reply.json({"message": "deadline exceeded"}, 504))
+        proxy = make_proxy(upstream.url, timeout=2.0, **self.BREAKER)
+        for _ in range(8):
+            with pytest.raises(ServiceDeadlineError) as caught:
+                await proxy.get("/x", deadline=0.5)
+            assert caught.value.status_code == 504
+
+        assert upstream.hits == 8
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 0
+        # Without a shorter deadline of the caller, a 504 is the service's failure.
+        for _ in range(4):
+            with pytest.raises(ServiceServerError):
+                await proxy.get("/x")
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 1
+
+    async def test_deadline_under_a_millisecond_is_not_sent(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """An attempt with less than 1 ms left ends here, never as deadline 0."""
+        upstream.script(Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
+
+        with pytest.raises(ServiceDeadlineError):
+            await proxy.get("/x", deadline=0.0005)
+
+        assert upstream.hits == 0
+
     async def test_circuit_breaker_probes_then_closes(
         self,
         upstream: ScriptedUpstream,
