@@ -158,13 +158,15 @@ def _step_call(
 ) -> Callable[[], Awaitable[object]]:
     import aiohttp
     import yarl
+    from prometheus_client import CollectorRegistry
 
+    from app.metrics import ProxyMetrics
     from app.models.user import User
     from app.resilience.deadline import DEADLINE_HEADER
 
     user_url = url + "/users/1"
     engine = users.engine
-    request = users._new_request("GET", "/users/1", None, User, None, {})
+    request = users._new_request("GET", "/users/1", None, User, None, {}, "get_user")
     # No deadline, so that a slow callgrind run never rejects a call.
     request.deadline = None
 
@@ -178,7 +180,9 @@ def _step_call(
 
     target = yarl.URL(user_url)
     timeout = aiohttp.ClientTimeout(total=2.0)
-    metrics = engine._metrics["GET"]
+    metrics = ProxyMetrics(CollectorRegistry()).for_call(
+        "user-service", "GET", "get_user"
+    )
 
     async def hand_policies() -> object:
         breaker, bulkhead = engine.breaker, engine.bulkhead
