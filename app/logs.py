@@ -18,6 +18,7 @@ __all__ = [
     "LOG_FORMATS",
     "LOG_FORMAT_VARIABLE",
     "LOG_LEVEL_VARIABLE",
+    "LoguruHandler",
     "configure_logging",
 ]
 
@@ -128,24 +129,40 @@ def _route_aiohttp_server_log() -> None:
     server_log.propagate = False
 
 
-class _DebugLineHandler(logging.Handler):
-    """Pass a library's standard-library log records on as DEBUG lines.
+class LoguruHandler(logging.Handler):
+    """Pass a library's standard-library log records on to loguru.
 
-    OpenTelemetry's propagators warn about every malformed ``traceparent`` or
-    ``baggage`` header. Those headers come from callers, who can send one per
-    request; the header is ignored either way. As DEBUG lines they keep the log's
-    format, JSON included, and stay out of the log at the default level.
+    The lines then share the process's format, JSON included. ``level`` sets
+    the loguru level of every record, or None keeps each record's own.
     """
 
+    def __init__(self, level: str | None = None) -> None:
+        super().__init__()
+        self._level = level
+
     def emit(self, record: logging.LogRecord) -> None:
-        logger.debug(
-            "{source}: {text}", source=record.name, text=record.getMessage()[:500]
+        level = self._level or record.levelname
+        if level not in LOG_LEVELS:
+            level = "INFO"
+        logger.log(
+            level,
+            "{source}: {text}",
+            source=record.name,
+            text=record.getMessage()[:_MAX_FORWARDED_CHARACTERS],
         )
 
 
+# Characters of a forwarded record's message kept, since some quote callers.
+_MAX_FORWARDED_CHARACTERS = 500
+
+
 def _route_opentelemetry_log() -> None:
+    # OpenTelemetry's propagators warn about every malformed traceparent or
+    # baggage header. Callers choose those headers and can send one per
+    # request, and the header is ignored either way, so the warnings become
+    # DEBUG lines, out of the log at the default level.
     otel_log = logging.getLogger("opentelemetry")
-    otel_log.handlers = [_DebugLineHandler()]
+    otel_log.handlers = [LoguruHandler("DEBUG")]
     otel_log.propagate = False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -129,15 +130,16 @@ def gateway_process(
 
 @contextmanager
 def gateway_with_sandbox(
-    tmp_path: Path, metrics_dir: Path | None = None
+    tmp_path: Path, metrics_dir: Path | None = None, **variables: str
 ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """Run the sandbox and ``serve --workers 2``; yield the gateway's port and master.
 
     Without ``metrics_dir`` the gateway makes its own private directory.
+    ``variables`` are added to the gateway's environment.
     """
     port = free_port()
     with sandbox_process() as (user_port, interview_port):
-        env = gateway_env(user_port, interview_port)
+        env = {**gateway_env(user_port, interview_port), **variables}
         if metrics_dir is not None:
             env[MULTIPROC_DIR_VARIABLE] = str(metrics_dir)
         with gateway_process(port, env, tmp_path / "gateway.log") as gateway:
@@ -271,6 +273,20 @@ class TestWorkerLifecycle:
         assert workers_left == []
         assert "Traceback" not in output
         assert "Unclosed" not in output
+
+    def test_json_log_lines_from_master_and_workers(self, tmp_path: Path) -> None:
+        """With LOG_FORMAT=json every line, gunicorn's own included, is JSON."""
+        with gateway_with_sandbox(tmp_path, LOG_FORMAT="json") as (port, gateway):
+            status, _ = fetch(f"http://127.0.0.1:{port}/api/dashboard/1")
+            gateway.send_signal(signal.SIGTERM)
+            code = gateway.wait(timeout=STOP_SECONDS)
+
+        lines = (tmp_path / "gateway.log").read_text().splitlines()
+        messages = [json.loads(line)["message"] for line in lines]
+        assert status == 200
+        assert code == 0
+        assert any("Starting gunicorn" in message for message in messages)
+        assert any("Booting worker" in message for message in messages)
 
     def test_address_in_use_exits_one(self) -> None:
         """A taken port stops serve with 1 at once, without gunicorn's retries."""

@@ -12,9 +12,11 @@ import os
 import shutil
 from typing import Protocol
 
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
-from app.logs import LOG_LEVEL_VARIABLE, configure_logging
+from app.logs import LOG_LEVEL_VARIABLE, LoguruHandler, configure_logging
 from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
 from app.telemetry import install_tracer_provider
 
@@ -24,6 +26,7 @@ __all__ = [
     "child_exit",
     "control_socket_disable",
     "graceful_timeout",
+    "logger_class",
     "loglevel",
     "on_exit",
     "on_starting",
@@ -55,6 +58,26 @@ control_socket_disable = True
 loglevel = _GUNICORN_LEVELS.get(
     os.environ.get(LOG_LEVEL_VARIABLE, "INFO").upper(), "info"
 )
+
+
+class LoguruLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, with its lines written through loguru.
+
+    gunicorn writes its own lines (start, workers booted and stopped, signals)
+    in its own text format. Passed to loguru, they take the process's format,
+    so that with LOG_FORMAT=json every line of the gateway is JSON.
+    """
+
+    def setup(self, cfg: Config) -> None:
+        # The master's first line, "Starting gunicorn", comes before any hook.
+        configure_logging()
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.handlers = [LoguruHandler()]
+            log.propagate = False
+
+
+logger_class = LoguruLogger
 
 
 class _Worker(Protocol):
