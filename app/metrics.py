@@ -331,7 +331,8 @@ def clean_multiprocess_dir(directory: str) -> None:
     ``*.db`` files that prometheus_client writes are deleted.
 
     Raises:
-        ValueError: ``directory`` names something other than a directory.
+        ValueError: ``directory`` names something other than a directory, or
+            cannot be made.
     """
     path = Path(directory)
     if path.exists() and not path.is_dir():
@@ -339,6 +340,10 @@ def clean_multiprocess_dir(directory: str) -> None:
             f"{MULTIPROC_DIR_VARIABLE} names {directory}, which is not a directory"
         )
         raise ValueError(message)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"{MULTIPROC_DIR_VARIABLE} names {directory}: {exc.strerror}"
+        raise ValueError(message) from None
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)

@@ -73,6 +73,8 @@ class TestCleanMultiprocessDir:
 
         with pytest.raises(ValueError, match=MULTIPROC_DIR_VARIABLE):
             clean_multiprocess_dir(str(taken))
+        with pytest.raises(ValueError, match=MULTIPROC_DIR_VARIABLE):
+            clean_multiprocess_dir(str(taken / "below"))
 
 
 def _call_samples(
