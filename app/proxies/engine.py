@@ -135,9 +135,10 @@ class CallEngine:
         # None unless an OpenTelemetry SDK is installed when the engine is built.
         self._tracer = call_tracer(name, yarl.URL(settings.url[0]))
         self._proxy_metrics = metrics
-        # Filled as operations are first called; operations are the proxy's
-        # methods and the HTTP verbs, so the dictionary stays small.
-        self._metrics: dict[tuple[str, str], CallMetrics] = {}
+        # By operation, filled as operations are first called. Operations are
+        # the proxy's methods, each with its one HTTP method, and the HTTP verbs
+        # in lower case, so the dictionary stays small.
+        self._metrics: dict[str, CallMetrics] = {}
         self._rejected = metrics.rejected
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
@@ -196,10 +197,11 @@ class CallEngine:
         Raises:
             ServiceProxyError: the call failed; the last attempt's error is raised.
         """
-        key = (request.target.method, request.operation)
-        metrics = self._metrics.get(key)
+        metrics = self._metrics.get(request.operation)
         if metrics is None:
-            metrics = self._metrics[key] = self._proxy_metrics.for_call(self.name, *key)
+            metrics = self._metrics[request.operation] = self._proxy_metrics.for_call(
+                self.name, request.target.method, request.operation
+            )
         # The endpoints this call's attempts went to, which its retries avoid.
         used: list[Endpoint] | None = None if self._spread is None else []
         stats = self.stats
@@ -345,7 +347,7 @@ class CallEngine:
     def _before_sleep(
         self, request: CallRequest, state: tenacity.RetryCallState
     ) -> None:
-        self._metrics[request.target.method, request.operation].retries.inc()
+        self._metrics[request.operation].retries.inc()
         outcome = state.outcome
         cause = outcome.exception() if outcome is not None else None
         self._log.warning(
