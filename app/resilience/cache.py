@@ -317,12 +317,14 @@ class ReadCache:
         """Return the stored value of ``key`` if it may still serve after an error.
 
         For a reader that gave up waiting on a load: the value is served as
-        ``stale`` when it is younger than ``ttl + stale_if_error``.
+        ``stale`` when it is younger than ``ttl + stale_if_error``, and as a
+        ``hit`` when it is younger than ``ttl``, which happens when the load
+        stored it just as the reader's wait ended.
         """
         entry, age = self._lookup(key, ttl + stale_if_error)
         if entry is None:
             return None
-        return CacheResult(entry.value, "stale", age)
+        return CacheResult(entry.value, "hit" if age < ttl else "stale", age)
 
     def clear(self) -> None:
         """Remove every entry and keep the running loads from storing."""

@@ -230,6 +230,20 @@ class TestStaleIfError:
         assert result == CacheResult("alice", "stale", TTL + 29)
         assert loader.calls == 2
 
+    async def test_waiting_reader_gets_fresh_entry_as_hit(
+        self, cache: ReadCache, clock: FakeClock
+    ) -> None:
+        """stale_value of an entry within its ttl is a hit, after it a stale."""
+        await cache.get_or_load("user:1", Loader("alice"), ttl=TTL, stale_if_error=30)
+        clock.advance(TTL - 1)
+
+        fresh = cache.stale_value("user:1", ttl=TTL, stale_if_error=30)
+        clock.advance(2)
+        old = cache.stale_value("user:1", ttl=TTL, stale_if_error=30)
+
+        assert fresh == CacheResult("alice", "hit", TTL - 1)
+        assert old == CacheResult("alice", "stale", TTL + 1)
+
     async def test_stale_keeps_old_entry(
         self, cache: ReadCache, clock: FakeClock
     ) -> None:
