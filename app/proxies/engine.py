@@ -48,6 +48,9 @@ _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _CLIENT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # Statuses whose Retry-After header the engine honours; 429 only when retryable.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Seconds of a call's deadline left when an upstream's 504 still counts as the
+# deadline that the call passed on ending.
+_DEADLINE_SLACK = 0.005
 # Redirects one attempt follows at most when the service's follow_redirects is on.
 MAX_REDIRECTS = 3
 
@@ -509,10 +512,7 @@ class CallEngine:
         one endpoint of several does not open the service's circuit.
         """
         if endpoint is not None:
-            if (
-                isinstance(exc, ServiceDeadlineError)
-                and exc.waited >= self.settings.breaker_slow_call
-            ):
+            if isinstance(exc, ServiceDeadlineError) and self._slow_enough(exc):
                 # An endpoint that hangs until every caller's deadline cuts
                 # it is as dead as one that refuses connections.
                 self.endpoints.record_failure(endpoint)
@@ -542,16 +542,11 @@ class CallEngine:
         """Tell whether an attempt cut by the caller's deadline counts as failed.
 
         Callers with short deadlines must not open the circuit of a healthy
-        service. So a cut attempt counts only when the upstream had kept it
-        waiting for breaker_slow_call seconds, or when it was a half-open probe,
-        since a probe must not leave the circuit half-open forever.
+        service, nor keep it open. So a cut attempt counts only when the
+        upstream had kept it waiting for breaker_slow_call seconds. A half-open
+        probe cut sooner gives its permit back, and the next call probes.
         """
-        if exc.waited <= 0:
-            return False
-        breaker = self.breaker
-        if breaker is not None and breaker.state is CircuitState.HALF_OPEN:
-            return True
-        return exc.waited >= self.settings.breaker_slow_call
+        return exc.waited > 0 and exc.waited >= self.settings.breaker_slow_call
 
     def _result(
         self,
@@ -562,9 +557,10 @@ class CallEngine:
     ) -> Any:
         """Decode a final 2xx response, or raise the error its status means.
 
-        A 504 to an attempt whose deadline header carried the caller's shorter
-        deadline is that deadline ending, not a failure of the service: a
-        caller with a short deadline must not open the circuit of a healthy one.
+        A 504 that arrives as the caller's deadline ends, to an attempt whose
+        deadline header carried that shorter deadline, is the deadline ending,
+        not a failure of the service: a caller with a short deadline must not
+        open the circuit of a healthy one. A 504 with time left is the service's.
         """
         status = response.status
         if 200 <= status < 300:
@@ -572,7 +568,7 @@ class CallEngine:
                 request.target, status, response.body, request.model
             )
         target = request.target
-        if status == 504 and capped:
+        if status == 504 and capped and _deadline_spent(request):
             cut = self._deadline_error(
                 request, "the service stopped at the deadline this call passed on"
             )
@@ -826,6 +822,16 @@ class CallEngine:
         if remaining > 0:
             # The timer fired a little early; wait for the rest of the break.
             self._check_circuit_later(remaining)
+
+
+def _deadline_spent(request: CallRequest) -> bool:
+    """Tell whether the call's deadline has ended, or will within the slack.
+
+    The slack covers the milliseconds that the deadline header drops and the
+    response's way back.
+    """
+    remaining = request.remaining()
+    return remaining is not None and remaining < _DEADLINE_SLACK
 
 
 def _failure_log_level(exc: ServiceProxyError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -427,27 +428,71 @@ class TestCircuitBreaker:
         assert sample(registry, "service_circuit_state", service=SERVICE) == 1
         assert rejected(registry, "circuit_open") == 1
 
-    async def test_504_at_a_short_deadline_keeps_circuit_closed(
+    async def test_504_as_deadline_ends_keeps_circuit_closed(
         self,
         upstream: ScriptedUpstream,
         make_proxy: ProxyFactory,
         registry: CollectorRegistry,
     ) -> None:
-        """A 504 to the caller's shorter deadline is the caller's, not a failure."""
-        upstream.script(Reply.json({"message": "deadline exceeded"}, 504))
+        """A 504 as the caller's shorter deadline ends is the caller's deadline."""
+        # The upstream gives up 2 ms before the 0.2 s it was given, as a service
+        # that honours the deadline header does.
+        ends = dataclasses.replace(
+            Reply.json({"message": "deadline exceeded"}, 504), delay_headers=0.198
+        )
+        upstream.script(ends)
         proxy = make_proxy(upstream.url, timeout=2.0, **self.BREAKER)
-        for _ in range(8):
-            with pytest.raises(ServiceDeadlineError) as caught:
-                await proxy.get("/x", deadline=0.5)
-            assert caught.value.status_code == 504
 
-        assert upstream.hits == 8
+        for _ in range(6):
+            with pytest.raises(ServiceDeadlineError):
+                await proxy.get("/x", deadline=0.2)
+
+        assert upstream.hits == 6
         assert sample(registry, "service_circuit_state", service=SERVICE) == 0
-        # Without a shorter deadline of the caller, a 504 is the service's failure.
+
+    @pytest.mark.parametrize("deadline", [None, 1.0])
+    async def test_504_with_time_left_opens_circuit(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+        deadline: float | None,
+    ) -> None:
+        """A quick 504 is the service failing, also to a caller's shorter deadline."""
+        upstream.script(Reply.json({"message": "gateway timeout"}, 504))
+        proxy = make_proxy(upstream.url, timeout=2.0, **self.BREAKER)
+        options: dict[str, Any] = {} if deadline is None else {"deadline": deadline}
+
+        for _ in range(4):
+            with pytest.raises(ServiceServerError):
+                await proxy.get("/x", **options)
+
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 1
+
+    async def test_probe_cut_by_short_deadline_does_not_reopen(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """A half-open probe cut by its caller's deadline gives its permit back."""
+        upstream.script(Reply.json({"message": "down"}, 503))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
         for _ in range(4):
             with pytest.raises(ServiceServerError):
                 await proxy.get("/x")
-        assert sample(registry, "service_circuit_state", service=SERVICE) == 1
+        await asyncio.sleep(0.25)
+        upstream.script(Reply(hang=True))
+
+        with pytest.raises(ServiceDeadlineError):
+            await proxy.get("/x", deadline=0.03)
+        after_cut = sample(registry, "service_circuit_state", service=SERVICE)
+        upstream.script(Reply.json({"ok": True}))
+        for _ in range(2):
+            await proxy.get("/x")
+
+        assert after_cut == 2
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 0
 
     async def test_deadline_under_a_millisecond_is_not_sent(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
