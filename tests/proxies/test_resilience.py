@@ -407,6 +407,18 @@ class TestCircuitBreaker:
         "breaker_half_open_probes": 2,
     }
 
+    async def half_open_proxy(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> Any:
+        """Open a proxy's circuit with four 503s and wait out its break."""
+        upstream.script(Reply.json({"message": "down"}, 503))
+        proxy = make_proxy(upstream.url, **self.BREAKER)
+        for _ in range(4):
+            with pytest.raises(ServiceServerError):
+                await proxy.get("/x")
+        await asyncio.sleep(0.25)
+        return proxy
+
     async def test_circuit_breaker_opens_and_fails_fast(
         self,
         upstream: ScriptedUpstream,
@@ -476,12 +488,7 @@ class TestCircuitBreaker:
         registry: CollectorRegistry,
     ) -> None:
         """A half-open probe cut by its caller's deadline gives its permit back."""
-        upstream.script(Reply.json({"message": "down"}, 503))
-        proxy = make_proxy(upstream.url, **self.BREAKER)
-        for _ in range(4):
-            with pytest.raises(ServiceServerError):
-                await proxy.get("/x")
-        await asyncio.sleep(0.25)
+        proxy = await self.half_open_proxy(upstream, make_proxy)
         upstream.script(Reply(hang=True))
 
         with pytest.raises(ServiceDeadlineError):
@@ -560,12 +567,7 @@ class TestCircuitBreaker:
         registry: CollectorRegistry,
     ) -> None:
         """A failed probe opens the circuit again."""
-        upstream.script(Reply.json({"message": "down"}, 503))
-        proxy = make_proxy(upstream.url, **self.BREAKER)
-        for _ in range(4):
-            with pytest.raises(ServiceServerError):
-                await proxy.get("/x")
-        await asyncio.sleep(0.25)
+        proxy = await self.half_open_proxy(upstream, make_proxy)
 
         with pytest.raises(ServiceServerError):
             await proxy.get("/x")
