@@ -47,20 +47,25 @@ def deadline_scope(seconds: float) -> Iterator[float]:
         _deadline.reset(token)
 
 
+# Digits accepted in X-Request-Deadline-Ms: up to about 31 years.
+_MAX_DIGITS = 12
+
+
 def parse_deadline_header(value: str | None) -> float | None:
     """Return the seconds in an X-Request-Deadline-Ms value, None when absent.
 
     Raises:
-        ValueError: the value is not a whole number of milliseconds of 0 or more.
+        ValueError: the value is not a whole number of milliseconds of 0 or
+            more, of at most 12 digits.
     """
     if value is None:
         return None
     text = value.strip()
     # isdigit() alone accepts digits such as "²" or Arabic-Indic ones.
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
         message = (
-            f"{DEADLINE_HEADER} must be a whole number of milliseconds, "
-            f"got {value[:20]!r}"
+            f"{DEADLINE_HEADER} must be a whole number of milliseconds of at most "
+            f"{_MAX_DIGITS} digits, got {value[:20]!r}"
         )
         raise ValueError(message)
     return int(text) / 1000
