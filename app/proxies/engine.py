@@ -431,6 +431,8 @@ class CallEngine:
                 capped = remaining is not None and remaining < timeout
                 if capped:
                     timeout = max(remaining or 0.0, 0.0)
+                # Redirects and the deadline check of a 504 measure from here.
+                sent_at = time.monotonic()
                 response = await self._exchange(
                     request,
                     target.method,
@@ -443,14 +445,14 @@ class CallEngine:
                 )
                 if response.location is not None and self.settings.follow_redirects:
                     response = await self._follow_redirects(
-                        request, url, response, timeout, capped
+                        request, url, response, sent_at + timeout, capped
                     )
             finally:
                 if endpoint is not None:
                     self.endpoints.release(endpoint)
                 if bulkhead is not None:
                     bulkhead.release()
-            result = self._result(request, response, endpoint, capped)
+            result = self._result(request, response, endpoint, capped, sent_at)
         except ServiceProxyError as exc:
             self._record_outcome(exc, endpoint)
             raise
@@ -554,6 +556,7 @@ class CallEngine:
         response: _Response,
         endpoint: Endpoint | None,
         capped: bool,
+        sent_at: float,
     ) -> Any:
         """Decode a final 2xx response, or raise the error its status means.
 
@@ -561,6 +564,7 @@ class CallEngine:
         deadline header carried that shorter deadline, is the deadline ending,
         not a failure of the service: a caller with a short deadline must not
         open the circuit of a healthy one. A 504 with time left is the service's.
+        ``sent_at`` is the time.monotonic() of the attempt's first request.
         """
         status = response.status
         if 200 <= status < 300:
@@ -573,6 +577,9 @@ class CallEngine:
                 request, "the service stopped at the deadline this call passed on"
             )
             cut.status_code = status
+            # The service held the attempt until the deadline, as a hanging one
+            # does, so the slow-call rule applies as to an attempt cut here.
+            cut.waited = time.monotonic() - sent_at
             raise cut
         if status < 200:
             details = f"final response with informational status {status}"
@@ -590,16 +597,16 @@ class CallEngine:
         request: CallRequest,
         url: yarl.URL,
         response: _Response,
-        seconds: float,
+        ends_at: float,
         capped: bool,
     ) -> _Response:
         """Follow redirects to the attempt's own origin within the attempt's time.
 
         ``url`` is the attempt's first URL, so that a redirect never leads from
-        one endpoint of the service to another.
+        one endpoint of the service to another. ``ends_at`` is the time.monotonic()
+        at which the attempt's timeout, counted from its first request, ends.
         """
         target = request.target
-        ends_at = time.monotonic() + seconds
         origin = wire.origin_of(url)
         hop = _Hop(target.method, url, request.params, request.body, request.headers)
         redirects = 0

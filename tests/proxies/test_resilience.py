@@ -462,6 +462,27 @@ class TestCircuitBreaker:
         assert upstream.hits == 6
         assert sample(registry, "service_circuit_state", service=SERVICE) == 0
 
+    async def test_504_after_a_long_hold_opens_circuit(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        registry: CollectorRegistry,
+    ) -> None:
+        """A 504 at the deadline after breaker_slow_call counts, as a hang would."""
+        held = dataclasses.replace(
+            Reply.json({"message": "deadline exceeded"}, 504), delay_headers=0.198
+        )
+        upstream.script(held)
+        proxy = make_proxy(
+            upstream.url, timeout=2.0, breaker_slow_call=0.1, **self.BREAKER
+        )
+
+        for _ in range(4):
+            with pytest.raises(ServiceDeadlineError):
+                await proxy.get("/x", deadline=0.2)
+
+        assert sample(registry, "service_circuit_state", service=SERVICE) == 1
+
     @pytest.mark.parametrize("deadline", [None, 1.0])
     async def test_504_with_time_left_opens_circuit(
         self,

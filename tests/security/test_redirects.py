@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
-from app.proxies import ServiceRedirectError
+from app.proxies import ServiceRedirectError, ServiceTimeoutError
 from app.proxies.engine import MAX_REDIRECTS
 from app.testing import Reply, ScriptedUpstream
 from tests.conftest import ProxyFactory
@@ -75,6 +77,25 @@ class TestSameOrigin:
 
         assert result == {"ok": True}
         assert upstream.requests[1].path == "/c?page=2"
+
+    async def test_redirect_shares_the_attempt_timeout(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """The hop after a slow redirect gets what is left of the timeout."""
+        slow = dataclasses.replace(redirect("/b", 307), delay_headers=0.3)
+        upstream.route("/a", slow)
+        upstream.route("/b", Reply(hang=True))
+        proxy = make_proxy(upstream.url, follow_redirects=True, timeout=0.5, retries=0)
+        started = time.perf_counter()
+
+        with pytest.raises(ServiceTimeoutError):
+            await proxy.get("/a")
+
+        elapsed = time.perf_counter() - started
+        budget = int(upstream.requests[1].headers["x-request-deadline-ms"])
+        assert budget <= 200
+        # 0.5 s of timeout, not 0.3 s plus a fresh 0.5 s.
+        assert elapsed < 0.75
 
     async def test_absolute_location(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
