@@ -36,9 +36,9 @@ def usable_request_id(candidate: str | None) -> str:
     """Return ``candidate`` when it is a safe id, or a new random one."""
     if candidate is not None and _USABLE_ID.fullmatch(candidate):
         return candidate
-    # 128 random bits as 32 hex digits, the shape of a uuid4().hex. An id ties
-    # log lines together and guards nothing, so the process's generator serves;
-    # uuid4 reads the OS's random source, a system call for every request.
+    # 128 random bits as 32 hex digits, the shape of a uuid4().hex. An id only
+    # ties log lines together, so the process's generator is enough. uuid4
+    # reads the OS's random source, which is a system call for every request.
     return f"{random.getrandbits(128):032x}"
 
 

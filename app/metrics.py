@@ -179,7 +179,7 @@ class CallMetrics:
 
 
 class _CallFamilies:
-    """Where the calls and durations of every service and method are kept."""
+    """Storage of the call counts and durations of every service and operation."""
 
     def for_call(
         self, service: str, method: str, operation: str, retries: Counter
@@ -236,8 +236,8 @@ class _TalliedCallFamilies(_CallFamilies, Collector):
 
     A Counter.inc and a Histogram.observe cost about 13k instructions per call,
     a quarter of the proxy's own cost, because each goes through several Python
-    calls and a lock. Here a call adds to three numbers, and the registry asks
-    this collector for the families as prometheus_client's documentation shows
+    calls and a lock. Here a call adds to three numbers, and the registry
+    collects the families from this collector as prometheus_client's documentation shows
     for custom collectors. Names, labels, help and buckets are the ones the
     library's classes would expose, so dashboards and alerts see no difference.
     Reads and writes happen on the event loop's thread; a scrape from another

@@ -119,7 +119,7 @@ class CallSpan:
     """The CLIENT span of one logical call, current while the call runs.
 
     ``headers`` contains the trace context of this span, which every request
-    of the call sends, so the upstream sees the call's span as its parent.
+    of the call sends, so the upstream gets the call's span as its parent.
     """
 
     __slots__ = ("_context_token", "_token", "headers", "sends", "span", "status_code")

@@ -373,19 +373,13 @@ def _markdown_instructions(flat: dict[str, float]) -> str:
             "`make bench-instructions` has not been run, so there is no instruction "
             "count per layer yet."
         )
+
     ladder = json.loads(path.read_text())
     counts: dict[str, int] = ladder["instructions_per_call"]
-    steps: dict[str, str] = ladder["steps"]
     limit = counts["aiohttp_json"]
-    rows = []
-    previous: int | None = None
-    for step, count in counts.items():
-        added = "" if previous is None else f"{count - previous:+,}"
-        rows.append(
-            [f"`{step}`", steps[step], f"{count:,}", added, f"{limit / count:.3f}"]
-        )
-        previous = count
     proxy = counts["proxy_get_user"]
+    rows = _ladder_rows(counts, ladder["steps"])
+
     ratio = flat.get("proxy_vs_aiohttp_c16")
     measured = "" if ratio is None else f", and this run measured {ratio:.3f}"
     return (
@@ -416,6 +410,20 @@ def _markdown_instructions(flat: dict[str, float]) -> str:
         "prometheus_client's Counter and Histogram saved about 13k of them. "
         "`bench/profile.txt` shows the same layers by time."
     )
+
+
+def _ladder_rows(counts: dict[str, int], steps: dict[str, str]) -> list[list[str]]:
+    """Build the table rows of the ladder: count, instructions added, bound."""
+    limit = counts["aiohttp_json"]
+    rows = []
+    previous: int | None = None
+    for step, count in counts.items():
+        added = "" if previous is None else f"{count - previous:+,}"
+        rows.append(
+            [f"`{step}`", steps[step], f"{count:,}", added, f"{limit / count:.3f}"]
+        )
+        previous = count
+    return rows
 
 
 def _markdown_fanout(

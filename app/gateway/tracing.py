@@ -33,38 +33,24 @@ def trace_context_middleware() -> Middleware:
     """
     fields = tracing.propagator_fields()
     tracer = tracing.active_tracer()
-    if tracer is None:
-
-        @web.middleware
-        async def continue_trace(
-            request: web.Request, handler: Handler
-        ) -> web.StreamResponse:
-            context = tracing.incoming_context(request.headers, fields)
-            if context is None:
-                return await handler(request)
-            token = otel_context.attach(context)
-            try:
-                return await handler(request)
-            finally:
-                otel_context.detach(token)
-
-        return continue_trace
 
     @web.middleware
-    async def trace_request(
+    async def continue_trace(
         request: web.Request, handler: Handler
     ) -> web.StreamResponse:
         context = tracing.incoming_context(request.headers, fields)
-        # Attached rather than passed as the span's parent context, so that the
+        # Attached rather than passed as a span's parent context, so that the
         # caller's baggage stays in the context that the calls send on.
         token = None if context is None else otel_context.attach(context)
         try:
+            if tracer is None:
+                return await handler(request)
             return await _handle_in_span(tracer, request, handler)
         finally:
             if token is not None:
                 otel_context.detach(token)
 
-    return trace_request
+    return continue_trace
 
 
 async def _handle_in_span(

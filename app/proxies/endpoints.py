@@ -85,7 +85,7 @@ class Endpoint:
         # True when the latest attempt succeeded: evidence that it serves.
         self.succeeded = False
         self.ejected_until: float | None = None
-        # Clock time before which its Retry-After asks for no attempt; 0.0 for none.
+        # Clock time before which its Retry-After allows no attempt, or 0.0.
         self.cooldown_until = 0.0
         self.ejections = 0
         # Factor of the base ejection time for the next ejection, before decay.
@@ -238,8 +238,8 @@ class EndpointSet:
     def cool_down(self, endpoint: Endpoint, seconds: float) -> float:
         """Keep attempts off ``endpoint`` for ``seconds``, after its Retry-After.
 
-        Returns the seconds for which every active endpoint is held back, the
-        wait that the service as a whole asks for: 0.0 while one is free.
+        Returns the seconds for which every active endpoint is held back, which
+        is the wait of the service as a whole, or 0.0 while one is free.
         """
         now = self._clock()
         endpoint.cooldown_until = max(endpoint.cooldown_until, now + seconds)
@@ -318,7 +318,7 @@ class EndpointSet:
         self._readmit_expired()
         if self._ejected >= self._max_ejected:
             if endpoint.streak == self._threshold:
-                self._log_ejection_refused(endpoint)
+                self._log_ejection_capped(endpoint)
             return
 
         now = self._clock()
@@ -344,7 +344,7 @@ class EndpointSet:
             failures=endpoint.streak,
         )
 
-    def _log_ejection_refused(self, endpoint: Endpoint) -> None:
+    def _log_ejection_capped(self, endpoint: Endpoint) -> None:
         # Logged once per failure streak, at the failure that reached the threshold.
         self._log.warning(
             "endpoint {endpoint} failed {failures} times in a row but stays "

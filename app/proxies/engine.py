@@ -403,8 +403,12 @@ class CallEngine:
         if remaining is not None and remaining <= 0:
             self._reject(request, "deadline")
             raise self._deadline_error(request, "the deadline passed before sending")
+        # When the attempt sends its first request; redirects and the deadline
+        # check of a 504 measure from here. Moved on by any wait below.
+        sent_at = now
         if self.cooldown.until > now:
             remaining = await self._wait_for_cooldown(request, remaining)
+            sent_at = time.monotonic()
         breaker = self.breaker
         if breaker is not None and not breaker.try_acquire():
             self._reject(request, "circuit_open")
@@ -421,7 +425,8 @@ class CallEngine:
         try:
             if bulkhead is not None and not bulkhead.try_acquire():
                 await self._queue_for_bulkhead(request, bulkhead, remaining)
-                remaining = request.remaining()
+                sent_at = time.monotonic()
+                remaining = None if deadline is None else deadline - sent_at
             if spread is not None and used is not None:
                 endpoint = spread.pick(used)
                 used.append(endpoint)
@@ -431,8 +436,6 @@ class CallEngine:
                 capped = remaining is not None and remaining < timeout
                 if capped:
                     timeout = max(remaining or 0.0, 0.0)
-                # Redirects and the deadline check of a 504 measure from here.
-                sent_at = time.monotonic()
                 response = await self._exchange(
                     request,
                     target.method,
@@ -753,7 +756,7 @@ class CallEngine:
         """Honour a Retry-After for this call's retry and for every caller.
 
         With several endpoints the header holds back only the endpoint that
-        sent it, and the service waits only when every endpoint asks to.
+        sent it, and the service waits only when every endpoint sent one.
         """
         if header is None:
             return

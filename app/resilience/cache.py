@@ -219,7 +219,7 @@ class ReadCache:
 
         self._clock = clock
         self._entries = _GroupedLRUCache(max_entries)
-        # Invalidation forgets a group's loads, so they no longer store their
+        # Invalidation drops a group's loads, so they no longer store their
         # results or take new readers.
         self._loads: LoadCoalescer[Load] = LoadCoalescer(self._store_loaded)
 

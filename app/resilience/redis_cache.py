@@ -248,7 +248,7 @@ class RedisReadCache:
             return None
         if entry.loaded_at > self._clock() + _CLOCK_SKEW:
             # A load time in the future would keep the entry fresh for as long
-            # as Redis holds it; no instance of ours writes one.
+            # as Redis keeps it, and no instance of ours writes one.
             self._store.record_invalid_entry(
                 self._service, "read", "an entry loaded in the future"
             )

@@ -91,7 +91,7 @@ def error(kind: type[ServiceProxyError], status: int | None = None) -> Any:
 
 
 class TestPicker:
-    """Fewest attempts in flight, round-robin among ties, previous hosts avoided."""
+    """Least attempts in flight, round-robin among ties, previous hosts avoided."""
 
     def test_ties_go_round_robin(self) -> None:
         """With nothing in flight, picks cycle through the endpoints in order."""
@@ -344,15 +344,15 @@ class TestMaxEjection:
         assert states == [ACTIVE, EJECTED]
 
     def test_blocked_ejection_logged_once(self, warnings: list[str]) -> None:
-        """An ejection refused by the cap logs one warning per failure streak."""
+        """An ejection the cap prevents logs one warning per failure streak."""
         endpoints = build(URLS[:2])
         first, second = endpoints.endpoints
         fail(endpoints, first, 3)
 
         fail(endpoints, second, 10)
 
-        refused = [line for line in warnings if "stays active" in line]
-        assert len(refused) == 1
+        skipped = [line for line in warnings if "stays active" in line]
+        assert len(skipped) == 1
 
 
 class TestOutcomes:
@@ -518,7 +518,7 @@ class TestCooldown:
         assert URLS[0] in after
 
     def test_service_waits_when_all_cool(self) -> None:
-        """When every endpoint asks to wait, the shortest of their waits is returned."""
+        """With every endpoint cooling down, the minimum of their waits is returned."""
         clock = ManualClock()
         endpoints = build(URLS[:2], clock=clock)
         first, second = endpoints.endpoints

@@ -266,7 +266,7 @@ class TestOutlierEjection:
         upstream: ScriptedUpstream,
         second_upstream: ScriptedUpstream,
     ) -> None:
-        """An endpoint that answers 404 is working and stays active."""
+        """An endpoint that returns 404 is working and stays active."""
         upstream.script(Reply.json({"message": "not found"}, 404))
         second_upstream.script(Reply.json({"message": "not found"}, 404))
         proxy = proxy_for([upstream.url, second_upstream.url])
@@ -462,7 +462,7 @@ class TestHealthWithEndpoints:
         proxy_for: ProxyBuilder,
         second_upstream: ScriptedUpstream,
     ) -> None:
-        """The service is reachable while one endpoint answers its health path."""
+        """The service is reachable while one endpoint passes its health check."""
         second_upstream.script(Reply.json({"status": "ok"}))
         dead = closed_port_url()
         proxy = proxy_for([dead, second_upstream.url])
@@ -482,7 +482,7 @@ class TestHealthWithEndpoints:
     async def test_every_endpoint_down_unreachable(
         self, proxy_for: ProxyBuilder
     ) -> None:
-        """The service is unreachable when no endpoint answers."""
+        """The service is unreachable when no endpoint responds."""
         proxy = proxy_for([closed_port_url(), closed_port_url()])
 
         report = await proxy.check_health()
