@@ -1,0 +1,143 @@
+"""Attempt timeouts that share one event-loop timer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["LATE_LIMIT", "SharedTimeouts"]
+
+_Task = asyncio.Task[Any]
+
+# Seconds an attempt registered out of order may expire late, about the
+# resolution of the event loop's own timers.
+LATE_LIMIT = 0.001
+
+
+class SharedTimeouts:
+    """Time out the attempts of one service with one shared timer.
+
+    aiohttp's request timeout, like ``asyncio.timeout``, schedules a timer for
+    every request and cancels it when the request ends. On the benchmark
+    machine that cost 4 to 13 µs of a 90 µs loopback call, more than the
+    breaker, budget and bulkhead together.
+
+    Here an attempt registers its task and its expiry in a dict, which keeps
+    insertion order. Attempts of one length, such as the service's timeout,
+    expire in the order they started, so one timer set for the oldest entry
+    finds the expired attempts at the front. It cancels their tasks, as
+    ``asyncio.timeout`` does, and is set again for the next entry.
+
+    An attempt that would expire more than ``LATE_LIMIT`` before one already
+    registered, such as one cut short by its deadline, gets a timer of its
+    own. One within that limit may expire up to that late. Not thread-safe:
+    use one from one event loop.
+    """
+
+    __slots__ = ("_entries", "_fired", "_last", "_loop", "_own", "_timer")
+
+    def __init__(self) -> None:
+        # Task -> loop time of its expiry, in the order the attempts started.
+        self._entries: dict[_Task, float] = {}
+        # Task -> its cancelling() count before this object cancelled it.
+        self._fired: dict[_Task, int] = {}
+        # Task -> the timer of its own, for an attempt registered out of order.
+        self._own: dict[_Task, asyncio.TimerHandle] = {}
+        self._last = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        """Return the number of attempts registered and not yet expired."""
+        return len(self._entries) + len(self._own)
+
+    def enter(self, seconds: float) -> _Task | None:
+        """Register the current task's attempt for ``seconds``.
+
+        Returns the task, which the caller passes to ``expired`` and
+        ``leave``, or None when the caller must time the attempt some other
+        way: outside a task, or in a task with an attempt already registered.
+        """
+        task = asyncio.current_task()
+        if task is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._reset(loop)
+        entries = self._entries
+        if task in entries or task in self._own:
+            return None
+        expires = loop.time() + seconds
+        if not entries or expires > self._last:
+            self._last = expires
+        elif expires < self._last - LATE_LIMIT:
+            self._own[task] = loop.call_at(expires, self._expire_own, task)
+            return task
+        entries[task] = expires
+        if self._timer is None:
+            self._timer = loop.call_at(expires, self._expire)
+        return task
+
+    def expired(self, task: _Task) -> bool:
+        """Tell whether a CancelledError in ``task`` is its attempt's timeout.
+
+        Call it where the attempt catches CancelledError. It is True when this
+        object cancelled the task and nothing else requested a cancellation
+        too. The cancellation is then withdrawn, so the caller raises
+        TimeoutError.
+        """
+        cancelling = self._fired.pop(task, None)
+        if cancelling is None:
+            return False
+        return task.uncancel() <= cancelling
+
+    def leave(self, task: _Task) -> None:
+        """Unregister the attempt of ``task`` once it ends, however it ended."""
+        if self._entries.pop(task, None) is None:
+            timer = self._own.pop(task, None)
+            if timer is not None:
+                timer.cancel()
+                return
+            cancelling = self._fired.pop(task, None)
+            if cancelling is not None:
+                # Cancelled for the timeout as the attempt was ending anyway.
+                task.uncancel()
+
+    def _expire(self) -> None:
+        """Cancel the tasks whose attempts expired; set the timer for the next."""
+        self._timer = None
+        loop = self._loop
+        if loop is None:  # pragma: no cover - the timer runs on the loop it was set on
+            return
+        now = loop.time()
+        due: list[_Task] = []
+        for task, expires in self._entries.items():
+            if expires > now:
+                self._timer = loop.call_at(expires, self._expire)
+                break
+            due.append(task)
+        for task in due:
+            del self._entries[task]
+            self._cancel(task)
+
+    def _expire_own(self, task: _Task) -> None:
+        """Cancel the task of an attempt that had a timer of its own."""
+        del self._own[task]
+        self._cancel(task)
+
+    def _cancel(self, task: _Task) -> None:
+        self._fired[task] = task.cancelling()
+        task.cancel()
+
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start over on a new event loop; the old loop's attempts are gone."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for timer in self._own.values():
+            timer.cancel()
+        self._entries.clear()
+        self._fired.clear()
+        self._own.clear()
+        self._timer = None
+        self._last = 0.0
+        self._loop = loop
