@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
+
+from app.scopes import ContextVarScope
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -42,14 +44,9 @@ def usable_request_id(candidate: str | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-@contextmanager
-def request_id_scope(request_id: str) -> Iterator[str]:
+def request_id_scope(request_id: str) -> AbstractContextManager[str]:
     """Tag every log line and upstream call in the block with ``request_id``."""
-    token = _request_id.set(request_id)
-    try:
-        yield request_id
-    finally:
-        _request_id.reset(token)
+    return ContextVarScope(_request_id, request_id)
 
 
 def add_correlation_ids(fields: dict[str, Any]) -> None:

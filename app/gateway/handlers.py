@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -16,6 +15,7 @@ from app.resilience.deadline import (
     deadline_scope,
     parse_deadline_header,
 )
+from app.resilience.timeouts import SharedTimeouts
 
 __all__ = [
     "STATE_KEY",
@@ -35,6 +35,8 @@ class GatewayState:
     readiness: ReadinessProbe | None = None
     dashboard_deadline: float = 5.0
     ready: bool = False
+    # Bounds each dashboard request with one timer shared by all of them.
+    timeouts: SharedTimeouts = field(default_factory=SharedTimeouts)
 
     def require_aggregator(self) -> DashboardAggregator:
         if self.aggregator is None:
@@ -70,8 +72,9 @@ async def get_dashboard(request: web.Request) -> web.Response:
     with deadline_scope(budget):
         # The proxies end their calls by the deadline; this bound also covers
         # time spent outside them, such as waiting on a coalesced cache load.
-        async with asyncio.timeout(budget + _DEADLINE_GRACE):
-            dashboard = await aggregator.get_user_dashboard(user_id)
+        dashboard = await state.timeouts.wait_for(
+            aggregator.get_user_dashboard(user_id), budget + _DEADLINE_GRACE
+        )
     return web.Response(
         body=dashboard.model_dump_json().encode(), content_type="application/json"
     )

@@ -50,6 +50,8 @@ T = TypeVar("T")
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_RETRIES = 10
 _DEFAULT_HEADERS = {"Accept": "application/json"}
+# Paths whose parsed URL a proxy keeps; it forgets them all when it has this many.
+_URL_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
 _PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
@@ -151,6 +153,8 @@ class BaseServiceProxy:
         self.settings = settings
         # The first endpoint's URL, which CallEngine replaces when it picks another.
         self._base_url = settings.url[0]
+        # Path -> parsed URL, since a yarl.URL costs more to build than to look up.
+        self._urls: dict[str, yarl.URL] = {}
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = _build_read_cache(name, settings, cache_store)
         self._cache_results = {
@@ -574,9 +578,15 @@ class BaseServiceProxy:
             ambient = current_deadline()
             if ambient is not None and ambient < deadline:
                 deadline = ambient
+        url = self._urls.get(path)
+        if url is None:
+            url = yarl.URL(self._base_url + path, encoded=True)
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[path] = url
         return CallRequest(
             target=wire.CallTarget(self.name, method, path),
-            url=yarl.URL(self._base_url + path, encoded=True),
+            url=url,
             params=params,
             body=payload,
             headers=headers,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+from app.scopes import ContextVarScope
 
 __all__ = ["StaleRead", "collect_stale_reads", "note_stale_read"]
 
@@ -23,19 +24,13 @@ class StaleRead:
 _collector: ContextVar[list[StaleRead] | None] = ContextVar("stale_reads", default=None)
 
 
-@contextmanager
-def collect_stale_reads() -> Iterator[list[StaleRead]]:
+def collect_stale_reads() -> AbstractContextManager[list[StaleRead]]:
     """Collect the stale reads of every proxy call made in the block.
 
     Tasks created inside the block share the list, so one collector covers a
     whole fan-out.
     """
-    reads: list[StaleRead] = []
-    token = _collector.set(reads)
-    try:
-        yield reads
-    finally:
-        _collector.reset(token)
+    return ContextVarScope(_collector, [])
 
 
 def note_stale_read(read: StaleRead) -> None:

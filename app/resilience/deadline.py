@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
+
+from app.scopes import ContextVarScope
 
 __all__ = [
     "DEADLINE_HEADER",
@@ -27,24 +29,21 @@ _deadline: ContextVar[float | None] = ContextVar("service_call_deadline", defaul
 current_deadline: Callable[[], float | None] = _deadline.get
 
 
-@contextmanager
-def deadline_scope(seconds: float) -> Iterator[float]:
+def deadline_scope(seconds: float) -> AbstractContextManager[float]:
     """Make every proxy call in the block end within ``seconds`` from now.
 
     A nested scope can only shorten the deadline, never extend it. Tasks created
     inside the block inherit it, so one scope covers an ``asyncio.gather`` fan-out.
+    The block gets the deadline as a time.monotonic() value.
     """
     if seconds < 0:
         message = f"deadline must be 0 seconds or more, got {seconds}"
         raise ValueError(message)
     proposed = time.monotonic() + seconds
     outer = _deadline.get()
-    effective = proposed if outer is None else min(outer, proposed)
-    token = _deadline.set(effective)
-    try:
-        yield effective
-    finally:
-        _deadline.reset(token)
+    return ContextVarScope(
+        _deadline, proposed if outer is None else min(outer, proposed)
+    )
 
 
 # Digits accepted in X-Request-Deadline-Ms: up to about 31 years.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 __all__ = ["LATE_LIMIT", "SharedTimeouts"]
 
 _Task = asyncio.Task[Any]
+T = TypeVar("T")
 
 # Seconds an attempt registered out of order may expire late, about the
 # resolution of the event loop's own timers.
@@ -77,6 +79,25 @@ class SharedTimeouts:
         if self._timer is None:
             self._timer = loop.call_at(expires, self._expire)
         return task
+
+    async def wait_for(self, awaitable: Awaitable[T], seconds: float) -> T:
+        """Await ``awaitable`` for at most ``seconds``, like ``asyncio.wait_for``.
+
+        Raises:
+            TimeoutError: ``seconds`` passed first; the awaitable was cancelled.
+        """
+        task = self.enter(seconds)
+        if task is None:
+            async with asyncio.timeout(seconds):
+                return await awaitable
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self.expired(task):
+                raise
+            raise TimeoutError from None
+        finally:
+            self.leave(task)
 
     def expired(self, task: _Task) -> bool:
         """Tell whether a CancelledError in ``task`` is its attempt's timeout.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -228,6 +230,28 @@ class TestErrorMapping:
 
         assert status == 404
         assert body["error"] == "not_found"
+
+    async def test_hanging_aggregator_gives_504_at_the_deadline(self) -> None:
+        """The handler's own bound answers 504 when the caller's deadline passes."""
+        container = Container()
+        fake = AsyncMock(spec=DashboardAggregator)
+
+        async def hang(user_id: str) -> None:
+            await asyncio.sleep(10)
+
+        fake.get_user_dashboard.side_effect = hang
+        container.dashboard_aggregator.override(providers.Object(fake))
+
+        async with gateway(container) as client:
+            started = time.monotonic()
+            headers = {"X-Request-Deadline-Ms": "50"}
+            async with client.get("/api/dashboard/1", headers=headers) as response:
+                body = await response.json()
+            took = time.monotonic() - started
+
+        assert response.status == 504
+        assert body["error"] == "deadline_exceeded"
+        assert took < 2.0
 
     async def test_unexpected_error_gives_500_without_trace(self) -> None:
         """A bug in a handler answers 500 JSON with no traceback."""

@@ -12,18 +12,8 @@ from app.resilience.timeouts import LATE_LIMIT, SharedTimeouts
 
 
 async def _attempt(timeouts: SharedTimeouts, seconds: float, work: float) -> str:
-    """Sleep ``work`` seconds under a timeout of ``seconds``, as the engine does."""
-    task = timeouts.enter(seconds)
-    assert task is not None
-    try:
-        await asyncio.sleep(work)
-    except asyncio.CancelledError:
-        if not timeouts.expired(task):
-            raise
-        raise TimeoutError from None
-    finally:
-        timeouts.leave(task)
-    return "done"
+    """Sleep ``work`` seconds under a timeout of ``seconds``."""
+    return await timeouts.wait_for(asyncio.sleep(work, "done"), seconds)
 
 
 async def _timed(awaitable: Awaitable[str]) -> tuple[str, float]:
@@ -125,3 +115,24 @@ class TestSharedTimeouts:
         for _ in range(2):
             result = asyncio.run(_timed(_attempt(timeouts, 0.02, 5)))
             assert result[0] == "timeout"
+
+
+class TestWaitFor:
+    async def test_returns_the_result_in_time(self) -> None:
+        timeouts = SharedTimeouts()
+        assert await timeouts.wait_for(asyncio.sleep(0.001, "done"), 1.0) == "done"
+        assert len(timeouts) == 0
+
+    async def test_raises_timeout_error_when_late(self) -> None:
+        timeouts = SharedTimeouts()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await timeouts.wait_for(asyncio.sleep(5), 0.02)
+        assert time.monotonic() - started < 0.5
+        assert len(timeouts) == 0
+
+    async def test_nested_in_one_task_uses_its_own_timer(self) -> None:
+        timeouts = SharedTimeouts()
+        inner = timeouts.wait_for(asyncio.sleep(5), 0.02)
+        with pytest.raises(TimeoutError):
+            await timeouts.wait_for(inner, 1.0)

@@ -1,0 +1,42 @@
+"""A context manager that sets a context variable for the length of a block."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Generic, TypeVar
+
+__all__ = ["ContextVarScope"]
+
+T = TypeVar("T")
+
+
+class ContextVarScope(Generic[T]):
+    """Set ``variable``, whose default is None, to ``value`` for a block.
+
+    The block gets ``value``, and the variable gets its old value back after
+    it. This is a class rather than a ``contextlib.contextmanager`` generator
+    because the gateway enters several of these on every request, and a
+    generator-based one costs a generator and its wrapper each time.
+    """
+
+    __slots__ = ("_token", "_value", "_variable")
+
+    def __init__(self, variable: ContextVar[T | None], value: T) -> None:
+        self._variable = variable
+        self._value = value
+        self._token: Token[T | None] | None = None
+
+    def __enter__(self) -> T:
+        self._token = self._variable.set(self._value)
+        return self._value
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            self._variable.reset(self._token)
+            self._token = None
