@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from dependency_injector import providers
 from app.aggregators import DashboardAggregator
 from app.containers import Container
 from app.gateway import create_app
+from app.gateway.app import freeze_startup_heap
 from app.models import Dashboard
 from app.proxies import ServiceConnectionError, ServiceTimeoutError
 from app.settings import Settings
@@ -81,6 +83,23 @@ class TestDashboardRoute:
         assert "firstName" in body["user"]
         assert len(body["interviews"]) <= 10
         assert body["stats"]["userId"] == "1"
+
+    async def test_startup_freezes_the_heap(self, sandbox: Sandbox) -> None:
+        """A gateway set up for serving leaves start-up objects to the collector."""
+        app = create_app(container_for(sandbox.settings()))
+        freeze_startup_heap(app)
+        try:
+            async with (
+                serve_app(app) as url,
+                aiohttp.ClientSession(base_url=url) as client,
+            ):
+                frozen = gc.get_freeze_count()
+                status, _ = await get_json(client, "/api/dashboard/1")
+        finally:
+            gc.unfreeze()
+
+        assert frozen > 0
+        assert status == 200
 
     async def test_unknown_user_gives_404_json(self, sandbox: Sandbox) -> None:
         """An unknown user gives 404 with a JSON error naming user-service."""
