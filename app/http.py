@@ -53,6 +53,9 @@ async def open_http_session(settings: Settings) -> AsyncIterator[aiohttp.ClientS
     session = aiohttp.ClientSession(
         connector=connector,
         headers={"User-Agent": USER_AGENT},
+        # Calls of every user share the session, so a cookie that one response
+        # sets must not be sent on another user's call.
+        cookie_jar=aiohttp.DummyCookieJar(),
         # Proxy variables of the environment must not redirect service calls.
         trust_env=False,
     )
