@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.processes import REPO_ROOT, ServerProcess, python_module
 
-__all__ = ["STEPS", "main"]
+__all__ = ["STEPS", "main", "step_call"]
 
 RESULTS_PATH = REPO_ROOT / "bench" / "instructions.json"
 CONCURRENCY = 16
@@ -45,7 +45,7 @@ STEPS: dict[str, str] = {
     "aiohttp_json": "bare aiohttp: session.get + resp.json(), the benchmark's limit",
     "aiohttp_validate": "resp.read() + pydantic validate_json instead of resp.json()",
     "hand_policies": "hand-inlined: breaker, budget, bulkhead, deadline header, "
-    "timeout, call metrics",
+    "shared timeout, call metrics",
     "engine_attempt": "CallEngine._attempt on a prebuilt request",
     "engine_call": "CallEngine.call: call metrics, status-page stats, debug line, "
     "span hook",
@@ -148,12 +148,12 @@ async def _run_step(step: str, url: str, rounds: int) -> None:
         users = UserServiceProxy(
             session, ServiceSettings(url=url), ProxyMetrics(CollectorRegistry())
         )
-        call = _step_call(step, session, users, url, TypeAdapter(User))
+        call = step_call(step, session, users, url, TypeAdapter(User))
         for _ in range(rounds):
             await asyncio.gather(*(call() for _ in range(CONCURRENCY)))
 
 
-def _step_call(
+def step_call(
     step: str, session: Any, users: Any, url: str, adapter: Any
 ) -> Callable[[], Awaitable[object]]:
     import aiohttp
@@ -163,6 +163,7 @@ def _step_call(
     from app.metrics import ProxyMetrics
     from app.models.user import User
     from app.resilience.deadline import DEADLINE_HEADER
+    from app.resilience.timeouts import SharedTimeouts
 
     user_url = url + "/users/1"
     engine = users.engine
@@ -179,7 +180,8 @@ def _step_call(
             return adapter.validate_json(await response.read())
 
     target = yarl.URL(user_url)
-    timeout = aiohttp.ClientTimeout(total=2.0)
+    no_timeout = aiohttp.ClientTimeout()
+    timeouts = SharedTimeouts()
     metrics = ProxyMetrics(CollectorRegistry()).for_call(
         "user-service", "GET", "get_user"
     )
@@ -192,15 +194,22 @@ def _step_call(
         bulkhead.try_acquire()
         started = time.perf_counter()
         headers = {"Accept": "application/json", DEADLINE_HEADER: "2000"}
+        task = timeouts.enter(2.0)
         try:
             response = await session.request(
-                "GET", target, headers=headers, timeout=timeout, allow_redirects=False
+                "GET",
+                target,
+                headers=headers,
+                timeout=no_timeout,
+                allow_redirects=False,
             )
             try:
                 body = await response.read()
             finally:
                 response.release()
         finally:
+            if task is not None:
+                timeouts.leave(task)
             bulkhead.release()
         value = adapter.validate_json(body)
         breaker.record_success()

@@ -16,6 +16,7 @@ from bench import report
 from bench.failure import measure_amplification, measure_circuit_open
 from bench.fanout import measure_fanout
 from bench.gateway import measure_gateways
+from bench.layers import measure_layers
 from bench.machine import CpuSample, describe_machine, package_versions
 from bench.memory import measure_memory
 from bench.overhead import measure_overhead
@@ -33,7 +34,15 @@ from bench.upstreams import COUNT_PATH
 
 __all__ = ["PARAMETERS", "SECTIONS", "main"]
 
-SECTIONS = ("overhead", "throughput", "fanout", "gateway", "failure", "memory")
+SECTIONS = (
+    "overhead",
+    "throughput",
+    "layers",
+    "fanout",
+    "gateway",
+    "failure",
+    "memory",
+)
 # Every bound of the run. BENCHMARKS.md lists them under "Machine and method".
 PARAMETERS: dict[str, dict[str, Any]] = {
     "throughput": {
@@ -43,6 +52,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "slice_seconds": 0.5,
         "warmup": 0.5,
     },
+    "layers": {"runs": 3, "seconds": 1.5, "slice_seconds": 0.5, "warmup": 0.5},
     "fanout": {"latency_ms": 50, "samples": 160, "concurrency": 4, "warmup": 12},
     "gateway": {"connections": 32, "runs": 3, "seconds": 3.0, "warmup": 1.0},
     "circuit_open": {"iterations": 20_000, "warmup": 1_000},
@@ -197,6 +207,16 @@ def _throughput(work: Path, upstreams: dict[str, ServerProcess]) -> Any:
     )
 
 
+def _layers(work: Path, upstreams: dict[str, ServerProcess]) -> Any:
+    return run_isolated(
+        measure_layers,
+        timeout=_SECTION_TIMEOUT,
+        base_url=upstreams["fixed_user"].url,
+        log_file=work / "layers.log",
+        **PARAMETERS["layers"],
+    )
+
+
 def _fanout(work: Path, upstreams: dict[str, ServerProcess]) -> Any:
     config = _config(
         work,
@@ -265,6 +285,7 @@ def _memory(work: Path, upstreams: dict[str, ServerProcess]) -> Any:
 
 _SECTION_RUNNERS: dict[str, Callable[[Path, dict[str, ServerProcess]], Any]] = {
     "overhead": _overhead,
+    "layers": _layers,
     "throughput": _throughput,
     "fanout": _fanout,
     "gateway": _gateway,

@@ -13,7 +13,7 @@ from bench.clients import CLIENTS, Call, open_client
 from bench.load import RunResult, closed_loop
 from bench.production import configure_file_logging
 
-__all__ = ["measure_throughput"]
+__all__ = ["alternate", "load_slice", "measure_throughput"]
 
 # A bound on the calls of one run, far above what the machine can do in it.
 _MAX_CALLS_PER_SECOND = 100_000
@@ -64,30 +64,58 @@ async def _measure(
                 name: await open_client(name, stack, base_url=base_url, config=config)
                 for name in CLIENTS
             }
-            for call in calls.values():
-                await _load(call, concurrency, warmup)
-            run_rps: dict[str, list[float]] = {name: [] for name in CLIENTS}
-            run_cpu: dict[str, list[float]] = {name: [] for name in CLIENTS}
-            for run_index in range(runs):
-                done = dict.fromkeys(CLIENTS, 0)
-                spent = dict.fromkeys(CLIENTS, 0.0)
-                cpu = dict.fromkeys(CLIENTS, 0.0)
-                for slice_index in range(slices):
-                    shift = (run_index * slices + slice_index) % len(CLIENTS)
-                    for name in CLIENTS[shift:] + CLIENTS[:shift]:
-                        cpu_started = time.process_time()
-                        run = await _load(calls[name], concurrency, slice_seconds)
-                        cpu[name] += time.process_time() - cpu_started
-                        done[name] += run.calls
-                        spent[name] += run.seconds
-                for name in CLIENTS:
-                    run_rps[name].append(done[name] / spent[name])
-                    run_cpu[name].append(cpu[name] / done[name] * 1e6)
+            run_rps, run_cpu = await alternate(
+                calls,
+                concurrency=concurrency,
+                runs=runs,
+                slices=slices,
+                slice_seconds=slice_seconds,
+                warmup=warmup,
+            )
         results[str(concurrency)] = _summarize(run_rps, run_cpu)
     return results
 
 
-async def _load(call: Call, concurrency: int, seconds: float) -> RunResult:
+async def alternate(
+    calls: dict[str, Call],
+    *,
+    concurrency: int,
+    runs: int,
+    slices: int,
+    slice_seconds: float,
+    warmup: float,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Load each call in turns of short slices; return rps and CPU µs per call.
+
+    Each call is warmed up first. In every run each call gets ``slices``
+    slices, in an order rotated by one call each slice, so that a busy moment
+    of the machine falls on all of them. Both lists hold one figure per run.
+    """
+    names = list(calls)
+    for call in calls.values():
+        await load_slice(call, concurrency, warmup)
+    run_rps: dict[str, list[float]] = {name: [] for name in names}
+    run_cpu: dict[str, list[float]] = {name: [] for name in names}
+    for run_index in range(runs):
+        done = dict.fromkeys(names, 0)
+        spent = dict.fromkeys(names, 0.0)
+        cpu = dict.fromkeys(names, 0.0)
+        for slice_index in range(slices):
+            shift = (run_index * slices + slice_index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                cpu_started = time.process_time()
+                run = await load_slice(calls[name], concurrency, slice_seconds)
+                cpu[name] += time.process_time() - cpu_started
+                done[name] += run.calls
+                spent[name] += run.seconds
+        for name in names:
+            run_rps[name].append(done[name] / spent[name])
+            run_cpu[name].append(cpu[name] / done[name] * 1e6)
+    return run_rps, run_cpu
+
+
+async def load_slice(call: Call, concurrency: int, seconds: float) -> RunResult:
+    """Run ``call`` closed-loop for ``seconds``; raise when any call failed."""
     run = await closed_loop(
         call,
         concurrency=concurrency,
