@@ -27,9 +27,17 @@ class ContextVarScope(Generic[T]):
         self._value = value
         self._token: Token[T | None] | None = None
 
-    def __enter__(self) -> T:
-        self._token = self._variable.set(self._value)
+    def value(self) -> T:
+        """Return the value to set, computed when the block is entered."""
         return self._value
+
+    def __enter__(self) -> T:
+        if self._token is not None:
+            message = "this scope is already entered; make a new one for each block"
+            raise RuntimeError(message)
+        value = self.value()
+        self._token = self._variable.set(value)
+        return value
 
     def __exit__(
         self,

@@ -151,7 +151,8 @@ class BaseServiceProxy:
             raise ValueError(message)
         self.name = name
         self.settings = settings
-        # The first endpoint's URL, which CallEngine replaces when it picks another.
+        # The first endpoint's URL. Attempts sent to another endpoint build
+        # theirs with Endpoint.resolve.
         self._base_url = settings.url[0]
         # Path -> parsed URL, since a yarl.URL costs more to build than to look up.
         self._urls: dict[str, yarl.URL] = {}

@@ -30,7 +30,7 @@ current_deadline: Callable[[], float | None] = _deadline.get
 
 
 def deadline_scope(seconds: float) -> AbstractContextManager[float]:
-    """Make every proxy call in the block end within ``seconds`` from now.
+    """Make every proxy call in the block end within ``seconds`` from its start.
 
     A nested scope can only shorten the deadline, never extend it. Tasks created
     inside the block inherit it, so one scope covers an ``asyncio.gather`` fan-out.
@@ -39,11 +39,22 @@ def deadline_scope(seconds: float) -> AbstractContextManager[float]:
     if seconds < 0:
         message = f"deadline must be 0 seconds or more, got {seconds}"
         raise ValueError(message)
-    proposed = time.monotonic() + seconds
-    outer = _deadline.get()
-    return ContextVarScope(
-        _deadline, proposed if outer is None else min(outer, proposed)
-    )
+    return _DeadlineScope(seconds)
+
+
+class _DeadlineScope(ContextVarScope[float]):
+    """The deadline of a block, counted from when the block is entered."""
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(_deadline, 0.0)
+        self._seconds = seconds
+
+    def value(self) -> float:
+        proposed = time.monotonic() + self._seconds
+        outer = _deadline.get()
+        return proposed if outer is None else min(outer, proposed)
 
 
 # Digits accepted in X-Request-Deadline-Ms: up to about 31 years.

@@ -36,18 +36,32 @@ class SharedTimeouts:
     use one from one event loop.
     """
 
-    __slots__ = ("_entries", "_fired", "_last", "_loop", "_own", "_timer")
+    __slots__ = (
+        "_cancelling",
+        "_entries",
+        "_fired",
+        "_last",
+        "_loop",
+        "_own",
+        "_timer",
+        "_timer_at",
+    )
 
     def __init__(self) -> None:
         # Task -> loop time of its expiry, in the order the attempts started.
         self._entries: dict[_Task, float] = {}
-        # Task -> its cancelling() count before this object cancelled it.
+        # Task -> its cancelling() count when its attempt started, if not 0.
+        self._cancelling: dict[_Task, int] = {}
+        # Task -> its cancelling() count when its attempt started, once this
+        # object has cancelled it.
         self._fired: dict[_Task, int] = {}
         # Task -> the timer of its own, for an attempt registered out of order.
         self._own: dict[_Task, asyncio.TimerHandle] = {}
         self._last = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # Loop time at which the shared timer fires.
+        self._timer_at = 0.0
 
     def __len__(self) -> int:
         """Return the number of attempts registered and not yet expired."""
@@ -69,6 +83,11 @@ class SharedTimeouts:
         entries = self._entries
         if task in entries or task in self._own:
             return None
+        # Counted now, as asyncio.timeout does, so that a cancellation requested
+        # by someone else before the timer fires is never taken for the timeout.
+        cancelling = task.cancelling()
+        if cancelling:
+            self._cancelling[task] = cancelling
         expires = loop.time() + seconds
         if not entries or expires > self._last:
             self._last = expires
@@ -76,8 +95,13 @@ class SharedTimeouts:
             self._own[task] = loop.call_at(expires, self._expire_own, task)
             return task
         entries[task] = expires
-        if self._timer is None:
+        timer = self._timer
+        if timer is None or expires < self._timer_at:
+            # The timer may still be set for an attempt that has already left.
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_at(expires, self._expire)
+            self._timer_at = expires
         return task
 
     async def wait_for(self, awaitable: Awaitable[T], seconds: float) -> T:
@@ -114,6 +138,8 @@ class SharedTimeouts:
 
     def leave(self, task: _Task) -> None:
         """Unregister the attempt of ``task`` once it ends, however it ended."""
+        if self._cancelling:
+            self._cancelling.pop(task, None)
         if self._entries.pop(task, None) is None:
             timer = self._own.pop(task, None)
             if timer is not None:
@@ -135,6 +161,7 @@ class SharedTimeouts:
         for task, expires in self._entries.items():
             if expires > now:
                 self._timer = loop.call_at(expires, self._expire)
+                self._timer_at = expires
                 break
             due.append(task)
         for task in due:
@@ -147,7 +174,7 @@ class SharedTimeouts:
         self._cancel(task)
 
     def _cancel(self, task: _Task) -> None:
-        self._fired[task] = task.cancelling()
+        self._fired[task] = self._cancelling.pop(task, 0)
         task.cancel()
 
     def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -157,8 +184,10 @@ class SharedTimeouts:
         for timer in self._own.values():
             timer.cancel()
         self._entries.clear()
+        self._cancelling.clear()
         self._fired.clear()
         self._own.clear()
         self._timer = None
+        self._timer_at = 0.0
         self._last = 0.0
         self._loop = loop

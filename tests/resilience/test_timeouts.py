@@ -70,6 +70,15 @@ class TestSharedTimeouts:
         assert (await long)[0] == "done"
         assert len(timeouts) == 0
 
+    async def test_short_attempt_after_finished_long_one_expires_on_time(
+        self,
+    ) -> None:
+        timeouts = SharedTimeouts()
+        assert await _attempt(timeouts, 3.0, 0.001) == "done"
+        result, took = await _timed(_attempt(timeouts, 0.05, 5))
+        assert result == "timeout"
+        assert took < 0.5, "the attempt waited for the finished attempt's timer"
+
     async def test_slightly_out_of_order_attempt_expires(
         self,
     ) -> None:
@@ -88,6 +97,18 @@ class TestSharedTimeouts:
         task = asyncio.ensure_future(_attempt(timeouts, 5, 5))
         await asyncio.sleep(0.01)
         task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(timeouts) == 0
+
+    async def test_cancel_due_just_before_the_timeout_wins(self) -> None:
+        timeouts = SharedTimeouts()
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(_attempt(timeouts, 0.05, 5))
+        # The loop is blocked past both times, so that the outside cancel and
+        # the timeout run in one pass of the loop, the cancel first.
+        loop.call_later(0.045, task.cancel)
+        loop.call_later(0.04, time.sleep, 0.03)
         with pytest.raises(asyncio.CancelledError):
             await task
         assert len(timeouts) == 0
