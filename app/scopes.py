@@ -45,6 +45,9 @@ class ContextVarScope(Generic[T]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            self._variable.reset(self._token)
+        token = self._token
+        if token is not None:
+            # Cleared first, so that a reset that fails in another context
+            # still leaves the scope usable.
             self._token = None
+            self._variable.reset(token)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 
 from app.correlation import current_request_id, request_id_scope
+from app.proxies.staleness import StaleRead, collect_stale_reads, note_stale_read
 from app.resilience.deadline import current_deadline, deadline_scope
 
 
@@ -29,9 +31,10 @@ class TestDeadlineScope:
         with scope as deadline:
             assert deadline >= entered + 0.5
 
-    def test_negative_seconds_rejected(self) -> None:
+    @pytest.mark.parametrize("seconds", [-1.0, math.nan])
+    def test_invalid_seconds_rejected(self, seconds: float) -> None:
         with pytest.raises(ValueError, match="0 seconds or more"):
-            deadline_scope(-1)
+            deadline_scope(seconds)
 
 
 class TestRequestIdScope:
@@ -51,3 +54,14 @@ class TestRequestIdScope:
         with scope, pytest.raises(RuntimeError, match="already entered"), scope:
             pass
         assert current_request_id() is None
+
+
+class TestCollectStaleReads:
+    def test_each_block_gets_a_new_list(self) -> None:
+        scope = collect_stale_reads()
+        with scope as first:
+            note_stale_read(StaleRead("user-service", "get_user", 1.0))
+        with scope as second:
+            pass
+        assert len(first) == 1
+        assert second == []

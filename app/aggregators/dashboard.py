@@ -70,10 +70,16 @@ class DashboardAggregator:
                     )
                 )
                 stats = asyncio.ensure_future(self._users.get_user_stats(user_id))
-            await _wait_for_required(user, optional=(interviews, stats))
-            errors: list[PartError] = []
-            interview_list = await _optional("interviews", interviews, errors)
-            user_stats = await _optional("stats", stats, errors)
+            try:
+                await user
+                errors: list[PartError] = []
+                interview_list = await _optional("interviews", interviews, errors)
+                user_stats = await _optional("stats", stats, errors)
+            except BaseException:
+                # The user failed, or this call was cancelled: no part may be
+                # left running, or fail later with nobody to read its error.
+                await _cancel_all(user, interviews, stats)
+                raise
         stale = sorted(
             {
                 _PART_OF_OPERATION[read.operation]
@@ -95,17 +101,11 @@ class DashboardAggregator:
         return deadline_scope(self._optional_deadline)
 
 
-async def _wait_for_required(
-    required: asyncio.Future[Any], *, optional: tuple[asyncio.Future[Any], ...]
-) -> None:
-    """Wait for the required call; if it fails, cancel and await the others."""
-    try:
-        await required
-    except BaseException:
-        for task in optional:
-            task.cancel()
-        await asyncio.gather(*optional, return_exceptions=True)
-        raise
+async def _cancel_all(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel the tasks and wait until each has ended, retrieving its error."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _optional(part: str, task: Awaitable[T], errors: list[PartError]) -> T | None:

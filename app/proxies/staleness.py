@@ -28,9 +28,16 @@ def collect_stale_reads() -> AbstractContextManager[list[StaleRead]]:
     """Collect the stale reads of every proxy call made in the block.
 
     Tasks created inside the block share the list, so one collector covers a
-    whole fan-out.
+    whole fan-out. Each block gets a new list.
     """
-    return ContextVarScope(_collector, [])
+    return _StaleReadsScope(_collector, [])
+
+
+class _StaleReadsScope(ContextVarScope[list[StaleRead]]):
+    __slots__ = ()
+
+    def value(self) -> list[StaleRead]:
+        return []
 
 
 def note_stale_read(read: StaleRead) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 __all__ = ["Bulkhead", "BulkheadRejectedError"]
@@ -74,7 +75,10 @@ class Bulkhead:
                 # The slot was handed over just as the wait was cancelled.
                 self.release()
             else:
-                self._waiters.remove(waiter)
+                # release() skips and drops a cancelled waiter, so it may be
+                # gone from the queue already.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             raise
 
     def release(self) -> None:

@@ -36,7 +36,8 @@ def deadline_scope(seconds: float) -> AbstractContextManager[float]:
     inside the block inherit it, so one scope covers an ``asyncio.gather`` fan-out.
     The block gets the deadline as a time.monotonic() value.
     """
-    if seconds < 0:
+    if not seconds >= 0:
+        # Written so that NaN fails too.
         message = f"deadline must be 0 seconds or more, got {seconds}"
         raise ValueError(message)
     return _DeadlineScope(seconds)

@@ -21,8 +21,8 @@ class SharedTimeouts:
 
     aiohttp's request timeout, like ``asyncio.timeout``, schedules a timer for
     every request and cancels it when the request ends. On the benchmark
-    machine that cost 4 to 13 µs of a 90 µs loopback call, more than the
-    breaker, budget and bulkhead together.
+    machine that cost more CPU per loopback call than the breaker, budget and
+    bulkhead together; BENCHMARKS.md, section 7, measures it.
 
     Here an attempt registers its task and its expiry in a dict, which keeps
     insertion order. Attempts of one length, such as the service's timeout,

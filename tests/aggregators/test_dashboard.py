@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from unittest.mock import AsyncMock
 
@@ -42,6 +43,31 @@ def build_aggregator(make_proxy: ProxyFactory, sandbox: Sandbox) -> DashboardAgg
         make_proxy(sandbox.user_url, UserServiceProxy),
         make_proxy(sandbox.interview_url, InterviewServiceProxy),
     )
+
+
+def hanging_parts(
+    cancelled: list[str],
+) -> tuple[Callable[[str], Awaitable[Any]], Callable[[str, int], Awaitable[Any]]]:
+    """Return stats and interviews calls that wait until cancelled.
+
+    Each appends its part's name to ``cancelled`` when it is cancelled.
+    """
+    never = asyncio.Event()
+
+    async def wait_forever(name: str) -> None:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+
+    async def stats_forever(user_id: str) -> Any:
+        await wait_forever("stats")
+
+    async def interviews_forever(user_id: str, limit: int) -> Any:
+        await wait_forever("interviews")
+
+    return stats_forever, interviews_forever
 
 
 class TestDashboard:
@@ -128,23 +154,37 @@ class TestFailure:
         with pytest.raises(KeyError):
             await DashboardAggregator(users, interviews).get_user_dashboard("1")
 
+    async def test_cancelled_dashboard_leaves_no_part_running(
+        self, metrics: ProxyMetrics
+    ) -> None:
+        """A dashboard cancelled while waiting for a part cancels every part."""
+        cancelled: list[str] = []
+        stats_forever, interviews_forever = hanging_parts(cancelled)
+
+        users = AsyncMock(spec=UserServiceProxy)
+        users.get_user.return_value = USER
+        users.get_user_stats.side_effect = stats_forever
+        interviews = AsyncMock(spec=InterviewServiceProxy)
+        interviews.get_user_interviews.side_effect = interviews_forever
+        dashboard = asyncio.ensure_future(
+            DashboardAggregator(users, interviews).get_user_dashboard("1")
+        )
+        await asyncio.sleep(0.01)
+
+        dashboard.cancel()
+
+        with pytest.raises(asyncio.CancelledError):
+            await dashboard
+        assert sorted(cancelled) == ["interviews", "stats"]
+        leftover = [
+            task for task in asyncio.all_tasks() if task is not asyncio.current_task()
+        ]
+        assert leftover == []
+
     async def test_failure_cancels_siblings(self, metrics: ProxyMetrics) -> None:
         """No sibling call is left running after the first failure."""
         cancelled: list[str] = []
-        never = asyncio.Event()
-
-        async def stats_forever(user_id: str) -> Any:
-            await wait_forever("stats")
-
-        async def interviews_forever(user_id: str, limit: int) -> Any:
-            await wait_forever("interviews")
-
-        async def wait_forever(name: str) -> None:
-            try:
-                await never.wait()
-            except asyncio.CancelledError:
-                cancelled.append(name)
-                raise
+        stats_forever, interviews_forever = hanging_parts(cancelled)
 
         users = AsyncMock(spec=UserServiceProxy)
         users.get_user.side_effect = ServiceClientError(
