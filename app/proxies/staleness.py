@@ -28,13 +28,19 @@ def collect_stale_reads() -> AbstractContextManager[list[StaleRead]]:
     """Collect the stale reads of every proxy call made in the block.
 
     Tasks created inside the block share the list, so one collector covers a
-    whole fan-out. Each block gets a new list.
+    whole fan-out. Each block gets a new list. A collector nested inside
+    another takes the reads of its own block, and the outer one does not see
+    them.
     """
-    return _StaleReadsScope(_collector, [])
+    return _StaleReadsScope()
 
 
 class _StaleReadsScope(ContextVarScope[list[StaleRead]]):
     __slots__ = ()
+
+    def __init__(self) -> None:
+        # value() makes the list, on each entry.
+        super().__init__(_collector, [])
 
     def value(self) -> list[StaleRead]:
         return []
