@@ -16,7 +16,7 @@ from dependency_injector import providers
 from loguru import logger
 
 from app.containers import Container, resolve, running_container
-from app.gateway.app import create_app, freeze_startup_heap
+from app.gateway.app import create_app, tune_collector_on_startup
 from app.gateway.workers import LOOPS, MAX_WORKERS, exec_gunicorn
 from app.logs import configure_logging
 from app.metrics import MULTIPROC_DIR_VARIABLE, clean_multiprocess_dir
@@ -201,7 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
     logger.info("gateway starting on http://{host}:{port}", host=host, port=port)
     # run_app handles SIGINT and SIGTERM and runs the app's cleanup on both.
     app = create_app(container)
-    freeze_startup_heap(app)
+    tune_collector_on_startup(app)
     web.run_app(app, host=host, port=port, print=None)
     return 0
 

@@ -504,8 +504,9 @@ def _markdown_gateway(gateway: dict[str, Any], flat: dict[str, float]) -> str:
         f"{flat['gateway_uvloop_vs_asyncio']:.3f}. Our gateways counted "
         f"{cache_reads:.0f} cached reads, so every dashboard made three upstream "
         "calls. Our gateway, as `serve` runs it, freezes its start-up heap "
-        "with `gc.freeze()`, so full collections skip the modules and proxies. "
-        "The minimal gateway does not, since it stands for the bare "
+        "with `gc.freeze()`, so full collections skip the modules and proxies, "
+        "and raises the collector's first threshold from 700 to 10,000. The "
+        "minimal gateway does neither, since it stands for the bare "
         "libraries.\n\n"
         + _table(
             [

@@ -15,7 +15,7 @@ from dependency_injector import providers
 from loguru import logger
 
 from app.containers import Container
-from app.gateway.app import create_app, freeze_startup_heap
+from app.gateway.app import create_app, tune_collector_on_startup
 from app.gateway.gunicorn_conf import (
     GRACEFUL_TIMEOUT_SECONDS,
     OWNED_METRICS_DIR_VARIABLE,
@@ -139,7 +139,7 @@ async def create_worker_runner() -> web.AppRunner:
     container = Container()
     container.settings.override(providers.Object(load_settings()))
     app = create_app(container)
-    freeze_startup_heap(app)
+    tune_collector_on_startup(app)
     return web.AppRunner(
         app,
         keepalive_timeout=KEEPALIVE_SECONDS,

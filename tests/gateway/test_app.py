@@ -18,7 +18,7 @@ from dependency_injector import providers
 from app.aggregators import DashboardAggregator
 from app.containers import Container
 from app.gateway import create_app
-from app.gateway.app import freeze_startup_heap
+from app.gateway.app import GC_FIRST_THRESHOLD, tune_collector_on_startup
 from app.models import Dashboard
 from app.proxies import ServiceConnectionError, ServiceTimeoutError
 from app.settings import Settings
@@ -84,21 +84,25 @@ class TestDashboardRoute:
         assert len(body["interviews"]) <= 10
         assert body["stats"]["userId"] == "1"
 
-    async def test_startup_freezes_the_heap(self, sandbox: Sandbox) -> None:
-        """A gateway set up for serving leaves start-up objects to the collector."""
+    async def test_startup_tunes_the_collector(self, sandbox: Sandbox) -> None:
+        """A gateway set up for serving freezes its heap and collects less often."""
         app = create_app(container_for(sandbox.settings()))
-        freeze_startup_heap(app)
+        tune_collector_on_startup(app)
+        thresholds = gc.get_threshold()
         try:
             async with (
                 serve_app(app) as url,
                 aiohttp.ClientSession(base_url=url) as client,
             ):
                 frozen = gc.get_freeze_count()
+                first = gc.get_threshold()[0]
                 status, _ = await get_json(client, "/api/dashboard/1")
         finally:
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
 
         assert frozen > 0
+        assert first == GC_FIRST_THRESHOLD
         assert status == 200
 
     async def test_unknown_user_gives_404_json(self, sandbox: Sandbox) -> None:
