@@ -46,7 +46,7 @@ def usable_request_id(candidate: str | None) -> str:
 
 def request_id_scope(request_id: str) -> AbstractContextManager[str]:
     """Tag every log line and upstream call in the block with ``request_id``."""
-    return ContextVarScope(_request_id, request_id)
+    return ContextVarScope(_request_id, lambda: request_id)
 
 
 def add_correlation_ids(fields: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -12,30 +13,29 @@ T = TypeVar("T")
 
 
 class ContextVarScope(Generic[T]):
-    """Set ``variable``, whose default is None, to ``value`` for a block.
+    """Set ``variable``, whose default is None, for the length of a block.
 
-    The block gets ``value``, and the variable gets its old value back after
-    it. This is a class rather than a ``contextlib.contextmanager`` generator
-    because the gateway enters several of these on every request, and a
-    generator-based one costs a generator and its wrapper each time.
+    Entering the block calls ``make_value`` and sets the variable to what it
+    returns, which the block gets too. After the block the variable gets its
+    old value back. This is a class rather than a ``contextlib.contextmanager``
+    generator because the gateway enters several of these on every request,
+    and a generator-based one costs a generator and its wrapper each time.
     """
 
-    __slots__ = ("_token", "_value", "_variable")
+    __slots__ = ("_make_value", "_token", "_variable")
 
-    def __init__(self, variable: ContextVar[T | None], value: T) -> None:
+    def __init__(
+        self, variable: ContextVar[T | None], make_value: Callable[[], T]
+    ) -> None:
         self._variable = variable
-        self._value = value
+        self._make_value = make_value
         self._token: Token[T | None] | None = None
-
-    def value(self) -> T:
-        """Return the value to set, computed when the block is entered."""
-        return self._value
 
     def __enter__(self) -> T:
         if self._token is not None:
             message = "this scope is already entered; make a new one for each block"
             raise RuntimeError(message)
-        value = self.value()
+        value = self._make_value()
         self._token = self._variable.set(value)
         return value
 

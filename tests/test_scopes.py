@@ -1,4 +1,4 @@
-"""ContextVarScope and the scopes built on it: deadlines and request ids."""
+"""The scopes built on ContextVarScope: deadlines, request ids, stale reads."""
 
 from __future__ import annotations
 

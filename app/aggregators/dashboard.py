@@ -76,8 +76,8 @@ class DashboardAggregator:
                 interview_list = await _optional("interviews", interviews, errors)
                 user_stats = await _optional("stats", stats, errors)
             except BaseException:
-                # The user failed, or this call was cancelled: no part may be
-                # left running, or fail later with nobody to read its error.
+                # The user failed, or this call was cancelled. No part may be
+                # left running, because its error would then go unread.
                 await _cancel_all(user, interviews, stats)
                 raise
         stale = sorted(

@@ -50,7 +50,7 @@ T = TypeVar("T")
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_RETRIES = 10
 _DEFAULT_HEADERS = {"Accept": "application/json"}
-# Paths whose parsed URL a proxy keeps; it forgets them all when it has this many.
+# Paths whose parsed URL a proxy keeps. The cache is cleared when it is full.
 _URL_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.

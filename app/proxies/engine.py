@@ -52,7 +52,7 @@ _RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Seconds of a call's deadline left when an upstream's 504 still counts as the
 # deadline that the call passed on ending.
 _DEADLINE_SLACK = 0.005
-# The request timeout of an attempt that SharedTimeouts times: none of aiohttp's.
+# aiohttp's request timeout for an attempt that SharedTimeouts times: none.
 _NO_TIMEOUT = aiohttp.ClientTimeout()
 # Redirects one attempt follows at most when the service's follow_redirects is on.
 MAX_REDIRECTS = 3

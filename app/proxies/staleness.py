@@ -32,18 +32,7 @@ def collect_stale_reads() -> AbstractContextManager[list[StaleRead]]:
     another takes the reads of its own block, and the outer one does not see
     them.
     """
-    return _StaleReadsScope()
-
-
-class _StaleReadsScope(ContextVarScope[list[StaleRead]]):
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        # value() makes the list, on each entry.
-        super().__init__(_collector, [])
-
-    def value(self) -> list[StaleRead]:
-        return []
+    return ContextVarScope(_collector, list)
 
 
 def note_stale_read(read: StaleRead) -> None:

@@ -40,22 +40,13 @@ def deadline_scope(seconds: float) -> AbstractContextManager[float]:
         # Written so that NaN fails too.
         message = f"deadline must be 0 seconds or more, got {seconds}"
         raise ValueError(message)
-    return _DeadlineScope(seconds)
 
-
-class _DeadlineScope(ContextVarScope[float]):
-    """The deadline of a block, counted from when the block is entered."""
-
-    __slots__ = ("_seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(_deadline, 0.0)
-        self._seconds = seconds
-
-    def value(self) -> float:
-        proposed = time.monotonic() + self._seconds
+    def deadline() -> float:
+        proposed = time.monotonic() + seconds
         outer = _deadline.get()
         return proposed if outer is None else min(outer, proposed)
+
+    return ContextVarScope(_deadline, deadline)
 
 
 # Digits accepted in X-Request-Deadline-Ms: up to about 31 years.

@@ -11,8 +11,8 @@ __all__ = ["LATE_LIMIT", "SharedTimeouts"]
 _Task = asyncio.Task[Any]
 T = TypeVar("T")
 
-# Seconds an attempt registered out of order may expire late, about the
-# resolution of the event loop's own timers.
+# Seconds an attempt registered out of order may expire late. asyncio's
+# selector loops already round their waits up to whole milliseconds.
 LATE_LIMIT = 0.001
 
 

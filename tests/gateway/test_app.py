@@ -254,8 +254,8 @@ class TestErrorMapping:
         assert status == 404
         assert body["error"] == "not_found"
 
-    async def test_hanging_aggregator_gives_504_at_the_deadline(self) -> None:
-        """The handler's own bound answers 504 when the caller's deadline passes."""
+    async def test_hanging_aggregator_gives_504(self) -> None:
+        """The handler's own bound returns 504 when the caller's deadline passes."""
         container = Container()
         fake = AsyncMock(spec=DashboardAggregator)
 

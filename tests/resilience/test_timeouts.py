@@ -26,12 +26,12 @@ async def _timed(awaitable: Awaitable[str]) -> tuple[str, float]:
 
 
 class TestSharedTimeouts:
-    async def test_attempt_that_ends_in_time_is_not_cancelled(self) -> None:
+    async def test_attempt_in_time_is_not_cancelled(self) -> None:
         timeouts = SharedTimeouts()
         assert await _attempt(timeouts, 1.0, 0.001) == "done"
         assert len(timeouts) == 0
 
-    async def test_attempt_past_its_timeout_raises_timeout_error(self) -> None:
+    async def test_late_attempt_raises_timeout_error(self) -> None:
         timeouts = SharedTimeouts()
         result, took = await _timed(asyncio.ensure_future(_attempt(timeouts, 0.02, 5)))
         assert result == "timeout"
@@ -58,7 +58,7 @@ class TestSharedTimeouts:
             if result == "timeout":
                 assert 0.05 <= took < 0.5
 
-    async def test_shorter_attempt_after_longer_one_expires_on_time(self) -> None:
+    async def test_shorter_after_longer_expires_on_time(self) -> None:
         timeouts = SharedTimeouts()
         long = asyncio.ensure_future(
             _timed(asyncio.ensure_future(_attempt(timeouts, 5, 0.3)))
@@ -70,7 +70,7 @@ class TestSharedTimeouts:
         assert (await long)[0] == "done"
         assert len(timeouts) == 0
 
-    async def test_short_attempt_after_finished_long_one_expires_on_time(
+    async def test_shorter_after_finished_longer_on_time(
         self,
     ) -> None:
         timeouts = SharedTimeouts()
@@ -101,7 +101,7 @@ class TestSharedTimeouts:
             await task
         assert len(timeouts) == 0
 
-    async def test_cancel_due_just_before_the_timeout_wins(self) -> None:
+    async def test_cancel_just_before_timeout_wins(self) -> None:
         timeouts = SharedTimeouts()
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(_attempt(timeouts, 0.05, 5))
