@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from app.resilience.clock import Clock, monotonic
@@ -68,7 +68,7 @@ class CallStats:
 
     def record(self, duration_ms: float, failed: bool) -> None:
         """Count one finished logical call and its duration in milliseconds."""
-        kind = bisect.bisect_left(LATENCY_BOUNDS_MS, duration_ms)
+        kind = bisect_left(LATENCY_BOUNDS_MS, duration_ms)
         if failed:
             kind += _BINS
         self._counter.add(kind)

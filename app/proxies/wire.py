@@ -60,8 +60,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 class CallTarget:
     """Service, method and path of a call, for error messages.
 
-    Treat it as read-only. It is built for every call, and a frozen dataclass or
-    a NamedTuple costs more than twice as much to build.
+    Treat it as read-only. The call engine's CallRequest extends it and is
+    built for every call, and a frozen dataclass or a NamedTuple costs more
+    than twice as much to build.
     """
 
     service: str

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 __all__ = ["LATE_LIMIT", "SharedTimeouts"]
@@ -38,6 +39,7 @@ class SharedTimeouts:
 
     __slots__ = (
         "_cancelling",
+        "_clock",
         "_entries",
         "_fired",
         "_last",
@@ -59,6 +61,8 @@ class SharedTimeouts:
         self._own: dict[_Task, asyncio.TimerHandle] = {}
         self._last = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop's time() or, for asyncio's own loops, the clock it reads.
+        self._clock: Callable[[], float] = time.monotonic
         self._timer: asyncio.TimerHandle | None = None
         # Loop time at which the shared timer fires.
         self._timer_at = 0.0
@@ -88,7 +92,7 @@ class SharedTimeouts:
         cancelling = task.cancelling()
         if cancelling:
             self._cancelling[task] = cancelling
-        expires = loop.time() + seconds
+        expires = self._clock() + seconds
         if not entries or expires > self._last:
             self._last = expires
         elif expires < self._last - LATE_LIMIT:
@@ -191,3 +195,8 @@ class SharedTimeouts:
         self._timer_at = 0.0
         self._last = 0.0
         self._loop = loop
+        # BaseEventLoop.time() returns time.monotonic(); calling that directly
+        # saves a Python call on every attempt. Other loops keep their own.
+        base_time = asyncio.BaseEventLoop.time
+        own_time = getattr(type(loop), "time", None)
+        self._clock = time.monotonic if own_time is base_time else loop.time

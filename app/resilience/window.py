@@ -12,12 +12,16 @@ __all__ = ["RollingCounter"]
 class RollingCounter:
     """Counts of several kinds of event over the last `window` seconds.
 
-    The window is a fixed ring of `buckets` buckets, each `window / buckets`
-    seconds wide, so memory does not grow with traffic. Buckets that fall out
-    of the window are zeroed lazily on the next `add()` or `total()`, which
-    costs at most `buckets` steps. Because whole buckets expire at once, an
-    event stays counted for more than `window * (buckets - 1) / buckets` and
-    at most `window` seconds.
+    Time is cut into buckets `window / buckets` seconds wide, and an event
+    counts while its bucket is one of the last `buckets`. So an event stays
+    counted for more than `window * (buckets - 1) / buckets` and at most
+    `window` seconds, and memory does not grow with traffic.
+
+    Each kind keeps a running total since the counter was made or cleared, and
+    the totals at the start of each of the last `buckets` buckets are kept in a
+    ring. A count over the window is the running total less the one at the
+    start of the oldest bucket, so add() raises one number, and a new bucket
+    costs one copy of the totals.
 
     Kinds are the integers `0 .. kinds - 1`, which callers name with constants.
     Not thread-safe: use one instance from one thread or event loop.
@@ -27,11 +31,11 @@ class RollingCounter:
         "_bucket_count",
         "_bucket_width",
         "_clock",
-        "_counts",
         "_current",
         "_current_ends",
         "_kinds",
-        "_totals",
+        "_running",
+        "_starts",
     )
 
     def __init__(
@@ -51,9 +55,11 @@ class RollingCounter:
         self._bucket_count = buckets
         self._bucket_width = window / buckets
         self._clock = clock
-        # Bucket b stores its count of kind k at index b * kinds + k.
-        self._counts = [0] * (kinds * buckets)
-        self._totals = [0] * kinds
+        self._running = [0] * kinds
+        # The running totals at the start of bucket b are at index
+        # b % buckets. Lists in the ring are replaced, never changed, so one
+        # list may fill several slots.
+        self._starts = [self._running.copy()] * buckets
         self._current = 0
         self._current_ends = 0.0
         self._set_current(self._bucket_index())
@@ -61,54 +67,49 @@ class RollingCounter:
     def add(self, kind: int) -> None:
         """Count one event of `kind` at the current time."""
         if self._clock() >= self._current_ends:
-            self._expire()
-
-        slot = (self._current % self._bucket_count) * self._kinds + kind
-        self._counts[slot] += 1
-        self._totals[kind] += 1
+            self._advance()
+        self._running[kind] += 1
 
     def total(self, kind: int) -> int:
         """Return the number of events of `kind` in the window."""
-        self._expire()
-        return self._totals[kind]
+        self._advance()
+        return self._running[kind] - self._window_start()[kind]
 
     def totals(self) -> list[int]:
-        """Return a copy of every kind's count in the window, indexed by kind."""
-        self._expire()
-        return self._totals.copy()
+        """Return every kind's count in the window, as a new list indexed by kind."""
+        self._advance()
+        start = self._window_start()
+        return [now - then for now, then in zip(self._running, start, strict=True)]
 
     def clear(self) -> None:
         """Reset every count to zero."""
-        for slot in range(len(self._counts)):
-            self._counts[slot] = 0
-        for kind in range(self._kinds):
-            self._totals[kind] = 0
-
+        self._running = [0] * self._kinds
+        self._starts = [self._running.copy()] * self._bucket_count
         self._set_current(self._bucket_index())
 
     def _bucket_index(self) -> int:
         return math.floor(self._clock() / self._bucket_width)
 
-    def _expire(self) -> None:
+    def _window_start(self) -> list[int]:
+        """Return the running totals at the start of the window's oldest bucket."""
+        return self._starts[(self._current + 1) % self._bucket_count]
+
+    def _advance(self) -> None:
+        """Move to the bucket of the current time, marking where each new one starts."""
         index = self._bucket_index()
         # A clock that goes back leaves the counts as they are rather than
-        # reviving buckets that were already reused.
+        # counting events in buckets that were already left.
         if index <= self._current:
             return
-
-        if index - self._current >= self._bucket_count:
-            self.clear()
-            return
-
-        for bucket in range(self._current + 1, index + 1):
-            start = (bucket % self._bucket_count) * self._kinds
-            for kind in range(self._kinds):
-                self._totals[kind] -= self._counts[start + kind]
-                self._counts[start + kind] = 0
-
+        # No event happened since the current bucket, so every bucket up to
+        # this one starts at the present totals.
+        marks = self._running.copy()
+        first = max(self._current + 1, index - self._bucket_count + 1)
+        for bucket in range(first, index + 1):
+            self._starts[bucket % self._bucket_count] = marks
         self._set_current(index)
 
     def _set_current(self, index: int) -> None:
         self._current = index
-        # Until this time add() counts into the current bucket without expiring.
+        # Until this time add() counts into the current bucket without advancing.
         self._current_ends = (index + 1) * self._bucket_width
