@@ -164,6 +164,12 @@ class BaseServiceProxy:
         self._log = logger.bind(service=name).patch(redact_record)
         # Shared by every call without headers of its own, so never changed.
         self._headers = self._engine.with_auth(_DEFAULT_HEADERS)
+        # Settings that every read consults, as plain attributes: reading a
+        # field of a pydantic model costs several times as much.
+        self._ttls = {} if self._cache is None else dict(settings.cache_ttl)
+        self._timeout = settings.timeout
+        self._retries = settings.retries
+        self._deadline_seconds = settings.deadline
 
     @property
     def engine(self) -> CallEngine:
@@ -410,7 +416,7 @@ class BaseServiceProxy:
         costs no extra coroutine. A cache kept in Redis validates its entries
         into ``model``.
         """
-        ttl = self.settings.cache_ttl.get(operation)
+        ttl = self._ttls.get(operation)
         if ttl is None or self._cache is None or _has_call_options(options):
             request = self._new_request(
                 "GET", path, None, model, None, options, operation
@@ -556,24 +562,23 @@ class BaseServiceProxy:
         them again, since it runs for every read.
         """
         headers = self._headers
-        extra = options.get("headers")
-        if extra:
-            headers = self._engine.with_auth({**_DEFAULT_HEADERS, **extra})
-        if payload is not None:
-            headers = dict(headers)
-            headers.setdefault("Content-Type", "application/json")
-        settings = self.settings
         if options:
-            timeout = _positive("timeout", options.get("timeout"), settings.timeout)
-            retries = _retries(options.get("retries"), settings.retries)
+            extra = options.get("headers")
+            if extra:
+                headers = self._engine.with_auth({**_DEFAULT_HEADERS, **extra})
+            timeout = _positive("timeout", options.get("timeout"), self._timeout)
+            retries = _retries(options.get("retries"), self._retries)
             deadline = self._deadline(options.get("deadline"))
         else:
-            timeout = settings.timeout
-            retries = settings.retries
-            deadline = time.monotonic() + settings.deadline
+            timeout = self._timeout
+            retries = self._retries
+            deadline = time.monotonic() + self._deadline_seconds
             ambient = current_deadline()
             if ambient is not None and ambient < deadline:
                 deadline = ambient
+        if payload is not None:
+            headers = dict(headers)
+            headers.setdefault("Content-Type", "application/json")
         url = self._urls.get(path)
         if url is None:
             url = yarl.URL(self._base_url + path, encoded=True)
@@ -648,7 +653,7 @@ class BaseServiceProxy:
 
     def _deadline(self, seconds: float | None) -> float:
         """Return the earliest of the option, the setting and the context deadline."""
-        budget = _positive("deadline", seconds, self.settings.deadline)
+        budget = _positive("deadline", seconds, self._deadline_seconds)
         own = time.monotonic() + budget
         ambient = current_deadline()
         return own if ambient is None else min(own, ambient)

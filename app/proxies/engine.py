@@ -129,6 +129,9 @@ class CallEngine:
         self._rejected = metrics.rejected
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
+        # Read on every attempt; a pydantic model's fields cost more to read.
+        self._follow_redirects = settings.follow_redirects
+        self._max_body_bytes = settings.max_body_bytes
         # Times the attempts of the service's own timeout, the common case,
         # with one shared timer instead of one per request.
         self._timeouts = SharedTimeouts()
@@ -426,7 +429,6 @@ class CallEngine:
                 capped = remaining is not None and remaining < timeout
                 if capped:
                     timeout = max(remaining or 0.0, 0.0)
-                settings = self.settings
                 timeouts = self._timeouts
                 # The request being sent: the call's own, then each redirect's.
                 method, hop_url, params = request.method, url, request.params
@@ -475,14 +477,14 @@ class CallEngine:
                                     retry_after = response.headers.get("Retry-After")
                                 if status in wire.REDIRECT_STATUSES:
                                     location = response.headers.get("Location")
-                                if location is not None and settings.follow_redirects:
+                                if location is not None and self._follow_redirects:
                                     # The body of a followed redirect is not used.
                                     body = b""
-                                elif wire.fits_whole(response, settings.max_body_bytes):
+                                elif wire.fits_whole(response, self._max_body_bytes):
                                     body = await response.read()
                                 else:
                                     body = await wire.read_body(
-                                        request, response, settings.max_body_bytes
+                                        request, response, self._max_body_bytes
                                     )
                             finally:
                                 response.release()
@@ -512,7 +514,7 @@ class CallEngine:
                             method=request.method,
                             path=request.path,
                         ) from exc
-                    if location is None or not settings.follow_redirects:
+                    if location is None or not self._follow_redirects:
                         break
                     if redirects == MAX_REDIRECTS:
                         details = f"more than {MAX_REDIRECTS} redirects"

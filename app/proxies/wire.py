@@ -52,6 +52,10 @@ ERROR_TEXT_LIMIT = 1000
 # Characters accepted in one path parameter; longer ids are a caller's bug.
 MAX_SEGMENT_LENGTH = 512
 _VALIDATION_ERRORS_SHOWN = 5
+# Models whose JSON validator is kept; models are types named in code, so
+# this bounds only models made at run time, such as list[...] aliases.
+_VALIDATORS_KEPT = 256
+_json_validators: dict[Any, Callable[[bytes], Any]] = {}
 # Statuses whose Location a proxy with follow_redirects set follows.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -187,7 +191,8 @@ def decode_body(target: CallTarget, status: int, body: bytes, model: Any | None)
         return _validate(target, status, None, model) if model is not None else None
     if model is not None:
         try:
-            return _json_validator(model)(body)
+            validator = _json_validators.get(model) or _json_validator(model)
+            return validator(body)
         except ValidationError as exc:
             raise _schema_error(target, status, exc) from exc
         except RecursionError as exc:
@@ -226,14 +231,21 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
-@lru_cache(maxsize=256)
 def _json_validator(model: Any) -> Callable[[bytes], Any]:
     """Return the schema validator's own validate_json of ``model``.
 
     TypeAdapter.validate_json only passes its default options on to it, at the
-    cost of one more Python call on every decoded body.
+    cost of one more Python call on every decoded body. The validators are
+    kept in a plain dict, cleared when it holds ``_VALIDATORS_KEPT``, because
+    lru_cache builds a key tuple on every call.
     """
-    return _adapter(model).validator.validate_json
+    validator = _json_validators.get(model)
+    if validator is None:
+        validator = _adapter(model).validator.validate_json
+        if len(_json_validators) >= _VALIDATORS_KEPT:
+            _json_validators.clear()
+        _json_validators[model] = validator
+    return validator
 
 
 def check_model(model: Any) -> None:
