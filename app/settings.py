@@ -220,6 +220,11 @@ class ServiceSettings(BaseModel):
     auth_token: SecretStr | None = None
     # Redirects are followed only to the scheme, host and port of ``url``.
     follow_redirects: bool = False
+    # One DEBUG line per successful call. Off by default because loguru cannot
+    # tell cheaply whether a sink takes DEBUG, so the line costs two Python
+    # calls and a dict of fields on every call even with no such sink.
+    # Failures, retries and refused attempts are logged either way.
+    log_successes: bool = False
 
     @field_validator("url", mode="before")
     @classmethod

@@ -131,6 +131,7 @@ class CallEngine:
         self._backoff = _backoff_strategy(settings)
         # Read on every attempt; a pydantic model's fields cost more to read.
         self._follow_redirects = settings.follow_redirects
+        self._log_successes = settings.log_successes
         self._max_body_bytes = settings.max_body_bytes
         # Times the attempts of the service's own timeout, the common case,
         # with one shared timer instead of one per request.
@@ -242,13 +243,14 @@ class CallEngine:
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.succeeded(elapsed_ms)
         stats.record(elapsed_ms, False)
-        self._log.debug(
-            "{method} {path} -> {status} in {duration_ms:.1f} ms",
-            method=request.method,
-            path=request.path,
-            status=status,
-            duration_ms=elapsed_ms,
-        )
+        if self._log_successes:
+            self._log.debug(
+                "{method} {path} -> {status} in {duration_ms:.1f} ms",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=elapsed_ms,
+            )
         if span is not None:
             span.end()
         return result
@@ -384,9 +386,9 @@ class CallEngine:
         Otherwise the chosen endpoint is appended to it.
 
         The attempt's requests, the first one and any that follow a redirect,
-        are sent here rather than by a method of their own. On the benchmark
-        machine that one more call on every attempt cost about 4 µs of the
-        event loop's time, 4 % of a loopback call.
+        are sent here rather than by a method of their own. In side-by-side
+        runs at concurrency 16 on the 2-core benchmark machine, that one more
+        call on every attempt cost about 4 µs of CPU, 4 % of a loopback call.
         """
         deadline = request.deadline
         now = time.monotonic()

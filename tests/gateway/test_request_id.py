@@ -24,10 +24,13 @@ USER = {
 
 
 def settings_for(upstream: ScriptedUpstream, sandbox: Sandbox) -> Settings:
-    """Point user-service at the scripted upstream, interview-service at the sandbox."""
+    """Point user-service at the scripted upstream, interview-service at the sandbox.
+
+    Both log their successful calls, so that every call writes a line.
+    """
     return Settings(
-        user_service=service_settings(upstream.url, cache_ttl={}),
-        interview_service=service_settings(sandbox.interview_url),
+        user_service=service_settings(upstream.url, cache_ttl={}, log_successes=True),
+        interview_service=service_settings(sandbox.interview_url, log_successes=True),
     )
 
 

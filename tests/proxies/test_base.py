@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -33,17 +33,22 @@ from tests.helpers import sample, service_settings
 SERVICE = "user-service"
 
 
+def _collect(level: str, pick: Callable[[Any], Any]) -> Iterator[list[Any]]:
+    """Collect ``pick(record)`` of every log record of exactly ``level``."""
+    seen: list[Any] = []
+    sink_id = logger.add(
+        lambda message: seen.append(pick(message.record)),
+        level=level,
+        filter=lambda record: record["level"].name == level,
+    )
+    yield seen
+    logger.remove(sink_id)
+
+
 @pytest.fixture
 def warnings_seen() -> Iterator[list[dict[str, Any]]]:
     """Collect the extra fields of every WARNING log record."""
-    records: list[dict[str, Any]] = []
-    sink_id = logger.add(
-        lambda message: records.append(dict(message.record["extra"])),
-        level="WARNING",
-        filter=lambda record: record["level"].name == "WARNING",
-    )
-    yield records
-    logger.remove(sink_id)
+    yield from _collect("WARNING", lambda record: dict(record["extra"]))
 
 
 class TestRetry:
@@ -615,6 +620,46 @@ class TestMetrics:
         assert label_names <= allowed
         endpoints = {dict(labels).get("endpoint") for labels in label_sets} - {None}
         assert endpoints == {upstream.url}
+
+
+@pytest.fixture
+def debug_lines() -> Iterator[list[str]]:
+    """Collect the message of every DEBUG log record."""
+    yield from _collect("DEBUG", lambda record: record["message"])
+
+
+class TestSuccessLog:
+    """The DEBUG line of a successful call, which log_successes turns on."""
+
+    async def test_logged_when_on(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        debug_lines: list[str],
+    ) -> None:
+        """With log_successes a call logs its method, path and status."""
+        upstream.script(Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url, log_successes=True)
+
+        await proxy.get("/ping")
+
+        calls = [line for line in debug_lines if " -> " in line]
+        assert len(calls) == 1
+        assert calls[0].startswith("GET /ping -> 200 in ")
+
+    async def test_silent_by_default(
+        self,
+        upstream: ScriptedUpstream,
+        make_proxy: ProxyFactory,
+        debug_lines: list[str],
+    ) -> None:
+        """Without the setting a successful call writes no DEBUG line."""
+        upstream.script(Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url)
+
+        await proxy.get("/ping")
+
+        assert debug_lines == []
 
 
 class TestSessionLifecycle:
