@@ -15,6 +15,7 @@ import aiohttp
 import yarl
 from loguru import logger
 
+from app.correlation import REQUEST_ID_HEADER
 from app.metrics import HTTP_METHODS, ProxyMetrics
 from app.proxies import wire
 from app.proxies.endpoints import EJECTED, EndpointState
@@ -49,6 +50,12 @@ T = TypeVar("T")
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 MAX_RETRIES = 10
 _DEFAULT_HEADERS = {"Accept": "application/json"}
+# Headers that the proxy sets unless the caller does, by lower-case name. A
+# caller's header is renamed to this spelling, so that it replaces the proxy's
+# value rather than going out next to it, whatever its letter case.
+_OWN_HEADERS = {
+    name.lower(): name for name in ("Accept", "Content-Type", REQUEST_ID_HEADER)
+}
 # Paths whose parsed URL a proxy keeps. The cache is cleared when it is full.
 _URL_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
@@ -565,7 +572,11 @@ class BaseServiceProxy:
         if options:
             extra = options.get("headers")
             if extra:
-                headers = self._engine.with_auth({**_DEFAULT_HEADERS, **extra})
+                own = {
+                    _OWN_HEADERS.get(name.lower(), name): value
+                    for name, value in extra.items()
+                }
+                headers = self._engine.with_auth({**_DEFAULT_HEADERS, **own})
             timeout = _positive("timeout", options.get("timeout"), self._timeout)
             retries = _retries(options.get("retries"), self._retries)
             deadline = self._deadline(options.get("deadline"))

@@ -499,7 +499,7 @@ class CallEngine:
                                 timeouts.leave(task)
                     except _CLIENT_ERRORS as exc:
                         raise self._client_error(
-                            request, exc, status, capped, seconds
+                            request, exc, status, capped, seconds, redirects > 0
                         ) from exc
                     except RuntimeError as exc:
                         # aiohttp raises RuntimeError for a session that is
@@ -694,9 +694,17 @@ class CallEngine:
         status: int | None,
         capped: bool,
         seconds: float,
+        redirected: bool,
     ) -> ServiceProxyError:
-        """Return the error that an exception of aiohttp or the socket means."""
+        """Return the error that an exception of aiohttp or the socket means.
+
+        ``redirected`` is True for a request that follows a redirect: the
+        attempt's first request reached the service then, so the attempt
+        counts as sent even when this one never left.
+        """
         error = wire.translate_client_error(request, exc, status)
+        if redirected and isinstance(error, ServiceConnectionError):
+            error.request_sent = True
         if capped and isinstance(error, ServiceTimeoutError):
             cut = self._deadline_error(request, "the deadline passed mid-call")
             # Only the total timeout is set, so the attempt waited all of it.

@@ -88,7 +88,17 @@ class RollingCounter:
         self._set_current(self._bucket_index())
 
     def _bucket_index(self) -> int:
-        return math.floor(self._clock() / self._bucket_width)
+        now = self._clock()
+        width = self._bucket_width
+        index = math.floor(now / width)
+        # The division may round across a boundary. Correct it so that bucket
+        # i holds exactly the times from i * width up to (i + 1) * width, the
+        # end that add() compares with.
+        if now < index * width:
+            index -= 1
+        elif now >= (index + 1) * width:
+            index += 1
+        return index
 
     def _window_start(self) -> list[int]:
         """Return the running totals at the start of the window's oldest bucket."""

@@ -12,6 +12,7 @@ import tenacity
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
+from app.correlation import request_id_scope
 from app.metrics import ProxyMetrics
 from app.proxies import (
     ServiceClientError,
@@ -660,6 +661,33 @@ class TestSuccessLog:
         await proxy.get("/ping")
 
         assert debug_lines == []
+
+
+class TestCallerHeaders:
+    """Headers that a caller passes replace the proxy's own, in any letter case."""
+
+    async def test_request_id_in_lower_case_wins(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A caller's x-request-id is sent instead of the context's id."""
+        upstream.script(Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url)
+
+        with request_id_scope("from-context"):
+            await proxy.get("/ping", headers={"x-request-id": "mine"})
+
+        assert upstream.requests[0].headers["x-request-id"] == "mine"
+
+    async def test_accept_in_upper_case_wins(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A caller's ACCEPT is sent instead of application/json."""
+        upstream.script(Reply.json({"ok": True}))
+        proxy = make_proxy(upstream.url)
+
+        await proxy.get("/ping", headers={"ACCEPT": "application/vnd.x+json"})
+
+        assert upstream.requests[0].headers["accept"] == "application/vnd.x+json"
 
 
 class TestSessionLifecycle:

@@ -180,6 +180,30 @@ class TestExpiry:
         assert expired == 0
 
 
+class TestBoundaries:
+    """A time on a bucket boundary falls in the same bucket for every method."""
+
+    def test_time_rounded_by_division(self) -> None:
+        """add() and total() agree where t / width rounds up to the next bucket."""
+        clock = ManualClock(start=0.0)
+        counter = RollingCounter(1, window=0.3, clock=clock, buckets=2)
+        width = 0.15
+        # 19 * width is 2.85, and this time is just below it, but divided by
+        # width it rounds to exactly 19.0.
+        clock.advance(math.nextafter(19 * width, 0.0))
+        assert clock.now / width == 19.0
+        counter.total(FIRST)
+        counter.add(FIRST)
+
+        clock.advance(20 * width - clock.now - 1e-9)
+        before_expiry = counter.total(FIRST)
+        clock.advance(1e-9)
+        expired = counter.total(FIRST)
+
+        assert before_expiry == 1
+        assert expired == 0
+
+
 class TestArguments:
     """Constructor validation."""
 

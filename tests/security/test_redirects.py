@@ -11,7 +11,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from app.proxies import ServiceRedirectError, ServiceTimeoutError
+from app.proxies import (
+    ServiceConnectionError,
+    ServiceRedirectError,
+    ServiceTimeoutError,
+)
 from app.proxies.engine import MAX_REDIRECTS
 from app.testing import Reply, ScriptedUpstream
 from tests.conftest import ProxyFactory
@@ -160,6 +164,48 @@ class TestSameOrigin:
         followed = upstream.requests[1]
         assert followed.method == "PUT"
         assert followed.json() == {"name": "x"}
+
+
+class TestNotRepeated:
+    """A write that reached the service is not sent again."""
+
+    async def test_post_after_303_not_resent(self, make_proxy: ProxyFactory) -> None:
+        """A POST answered with 303 is not retried when the redirect cannot connect."""
+        methods: list[bytes] = []
+        servers: list[asyncio.Server] = []
+
+        async def answer_once(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            methods.append(head.split(b" ", 1)[0])
+            lengths = [
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ]
+            await reader.readexactly(sum(lengths))
+            writer.write(
+                b"HTTP/1.1 303 See Other\r\nLocation: /b\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+            writer.close()
+            # Stop listening, so that the redirect's connection is refused.
+            servers[0].close()
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        proxy = make_proxy(f"http://127.0.0.1:{port}", follow_redirects=True)
+
+        with pytest.raises(ServiceConnectionError) as caught:
+            await proxy.post("/a", {"name": "x"})
+        await server.wait_closed()
+
+        assert methods == [b"POST"]
+        assert caught.value.attempts == 1
+        assert caught.value.request_sent
 
 
 class TestOtherOrigin:
