@@ -403,7 +403,7 @@ class CallEngine:
             remaining = await self._wait_for_cooldown(request, remaining)
             sent_at = time.monotonic()
         breaker = self.breaker
-        if breaker is not None and not breaker.try_acquire():
+        if breaker is not None and not breaker.closed and not breaker.try_acquire():
             self._reject(request, "circuit_open")
             details = f"circuit open; next probe in {breaker.open_remaining():.1f} s"
             raise CircuitOpenError(

@@ -38,31 +38,28 @@ class CallStatsSnapshot:
     in_flight: int
 
 
-class CallStats:
+class CallStats(RollingCounter):
     """Calls, errors and a latency histogram over the last ``window`` seconds.
 
-    Each call lands in one of 164 kinds of a one-second-bucket RollingCounter:
-    its latency bin, offset by the bin count when it failed. So recording a
-    call costs one bisect and one counter increment, and memory stays at
-    ``window`` buckets of 164 counts, whatever the traffic. A call stays
-    counted for between ``window - 1`` and ``window`` seconds.
+    It is a RollingCounter of one-second buckets, and each call counts as one
+    of 164 kinds: its latency bin, offset by the bin count when it failed. So
+    recording a call costs one bisect and one counter increment, and memory
+    stays at ``window`` buckets of 164 counts, whatever the traffic. A call
+    stays counted for between ``window - 1`` and ``window`` seconds.
 
     ``in_flight`` is a plain counter that the call engine raises when a call
     starts and lowers when it ends. Not thread-safe: use one instance from one
     event loop.
     """
 
-    __slots__ = ("_clock", "_counter", "_started", "_window", "in_flight")
+    __slots__ = ("_started", "_window", "in_flight")
 
     def __init__(self, *, window: int = 60, clock: Clock = monotonic) -> None:
         if window < 1:
             message = f"window must be 1 or more seconds, got {window!r}"
             raise ValueError(message)
+        super().__init__(2 * _BINS, window=float(window), clock=clock, buckets=window)
         self._window = window
-        self._clock = clock
-        self._counter = RollingCounter(
-            2 * _BINS, window=float(window), clock=clock, buckets=window
-        )
         self._started = clock()
         self.in_flight = 0
 
@@ -71,11 +68,14 @@ class CallStats:
         kind = bisect_left(LATENCY_BOUNDS_MS, duration_ms)
         if failed:
             kind += _BINS
-        self._counter.add(kind)
+        # add(kind), written out: one Python call less on every call.
+        if self._clock() >= self._current_ends:
+            self._advance()
+        self._running[kind] += 1
 
     def snapshot(self) -> CallStatsSnapshot:
         """Return the figures of the window as it is now."""
-        totals = self._counter.totals()
+        totals = self.totals()
         successes = totals[:_BINS]
         failures = totals[_BINS:]
         errors = sum(failures)

@@ -83,6 +83,7 @@ class CircuitBreaker:
         "_probes_in_flight",
         "_state",
         "_window",
+        "closed",
     )
 
     def __init__(
@@ -124,6 +125,9 @@ class CircuitBreaker:
         self._on_state_change = on_state_change
         self._window = RollingCounter(2, window=window, clock=clock)
         self._state = CircuitState.CLOSED
+        # True exactly while the state is CLOSED, for callers that check it on
+        # every call: reading an attribute costs less than calling try_acquire().
+        self.closed = True
         self._opened_at = 0.0
         self._probes_in_flight = 0
         self._probe_successes = 0
@@ -241,6 +245,7 @@ class CircuitBreaker:
     def _transition(self, new: CircuitState) -> None:
         old = self._state
         self._state = new
+        self.closed = new is CircuitState.CLOSED
         if self._on_state_change is not None:
             self._on_state_change(self._name, old, new)
 
