@@ -427,10 +427,17 @@ def _markdown_layers(layers: dict[str, Any], flat: dict[str, float]) -> str:
         "the steps after it: `engine_attempt` adds "
         f"{cpu['engine_attempt'] - cpu['hand_policies']:+.1f} µs to "
         "`hand_policies`, `engine_call` (metrics, status-page figures, in-flight "
-        "count, span hook and debug line) "
+        "count and span hook) "
         f"{cpu['engine_call'] - cpu['engine_attempt']:+.1f} µs, and the request "
         "building of `get_user` "
-        f"{proxy - cpu['engine_call']:+.1f} µs."
+        f"{proxy - cpu['engine_call']:+.1f} µs.\n\n"
+        "A Python call costs more here than its instructions suggest. In "
+        "side-by-side runs like these, removing one call from the path, such as "
+        "a method that only called another, saved about 1 µs of CPU, and "
+        "callgrind's cache simulation counted about 11,000 instruction-cache "
+        "misses per call for bare aiohttp alone. So the proxy's remaining cost "
+        "is mostly the number of Python calls on a read's path, about 20 "
+        "beyond aiohttp's own."
     )
 
 

@@ -56,7 +56,8 @@ _DEFAULT_HEADERS = {"Accept": "application/json"}
 _OWN_HEADERS = {
     name.lower(): name for name in ("Accept", "Content-Type", REQUEST_ID_HEADER)
 }
-# Paths whose parsed URL a proxy keeps. The cache is cleared when it is full.
+# Paths whose parsed URL, and whose request of a plain read, a proxy keeps.
+# Each cache is cleared when it is full.
 _URL_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
@@ -162,6 +163,9 @@ class BaseServiceProxy:
         self._base_url = settings.url[0]
         # Path -> parsed URL, since a yarl.URL costs more to build than to look up.
         self._urls: dict[str, yarl.URL] = {}
+        # Path -> the request of a GET without options or query parameters,
+        # for the typed reads to look up before building one.
+        self._reads: dict[str, CallRequest] = {}
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = _build_read_cache(name, settings, cache_store)
         self._cache_results = {
@@ -412,26 +416,35 @@ class BaseServiceProxy:
     def _cached(
         self,
         operation: str,
-        key: str,
+        key: str | None,
         path: str,
         model: type[T],
         options: RequestOptions,
+        params: Mapping[str, str] | None = None,
     ) -> Awaitable[T]:
         """GET ``path`` through the cache when ``operation`` has a time to live.
 
-        Without one the call's own awaitable is returned, so an uncached read
-        costs no extra coroutine. A cache kept in Redis validates its entries
-        into ``model``.
+        ``key`` is the id that a write to it invalidates, or None for a read
+        that is never cached. Without the cache the call's own awaitable is
+        returned, so an uncached read costs no extra coroutine. A cache kept
+        in Redis validates its entries into ``model``.
         """
-        ttl = self._ttls.get(operation)
-        if ttl is None or self._cache is None or _has_call_options(options):
+        if key is not None and self._cache is not None:
+            ttl = self._ttls.get(operation)
+            if ttl is not None and not _has_call_options(options):
+                return self._read_through_cache(
+                    self._cache, operation, key, path, ttl, options, model
+                )
+        request = None if options or params else self._reads.get(path)
+        if (
+            request is None
+            or request.operation != operation
+            or request.model is not model
+        ):
             request = self._new_request(
-                "GET", path, None, model, None, options, operation
+                "GET", path, None, model, params, options, operation
             )
-            return self._engine.call(request)
-        return self._read_through_cache(
-            self._cache, operation, key, path, ttl, options, model
-        )
+        return self._engine.call(request)
 
     async def _read_through_cache(
         self,
@@ -579,14 +592,13 @@ class BaseServiceProxy:
                 headers = self._engine.with_auth({**_DEFAULT_HEADERS, **own})
             timeout = _positive("timeout", options.get("timeout"), self._timeout)
             retries = _retries(options.get("retries"), self._retries)
-            deadline = self._deadline(options.get("deadline"))
+            budget = _positive(
+                "deadline", options.get("deadline"), self._deadline_seconds
+            )
         else:
             timeout = self._timeout
             retries = self._retries
-            deadline = time.monotonic() + self._deadline_seconds
-            ambient = current_deadline()
-            if ambient is not None and ambient < deadline:
-                deadline = ambient
+            budget = self._deadline_seconds
         if payload is not None:
             headers = dict(headers)
             headers.setdefault("Content-Type", "application/json")
@@ -596,8 +608,8 @@ class BaseServiceProxy:
             if len(self._urls) >= _URL_CACHE_SIZE:
                 self._urls.clear()
             self._urls[path] = url
-        # Positional: keyword arguments cost twice as much to match, on every call.
-        return CallRequest(
+        # Positional: keyword arguments cost twice as much to match.
+        request = CallRequest(
             self.name,
             method,
             path,
@@ -607,10 +619,17 @@ class BaseServiceProxy:
             headers,
             timeout,
             retries,
-            deadline,
+            budget,
             model,
             operation,
         )
+        if not options and params is None and method == "GET":
+            # A read with the service's settings is the same request every
+            # time its path comes again, so it is built once.
+            if len(self._reads) >= _URL_CACHE_SIZE:
+                self._reads.clear()
+            self._reads[path] = request
+        return request
 
     def _read(
         self,
@@ -621,10 +640,7 @@ class BaseServiceProxy:
         params: Mapping[str, str] | None = None,
     ) -> Awaitable[T]:
         """Start the GET of a typed method, whose path is built from encoded ids."""
-        request = self._new_request(
-            "GET", path, None, model, params, options, operation
-        )
-        return self._engine.call(request)
+        return self._cached(operation, None, path, model, options, params)
 
     @overload
     async def _write(

@@ -36,7 +36,7 @@ from app.redaction import REDACTED, redact_record
 from app.resilience.breaker import CircuitBreaker, CircuitState
 from app.resilience.budget import RetryBudget
 from app.resilience.bulkhead import Bulkhead, BulkheadRejectedError
-from app.resilience.deadline import DEADLINE_HEADER
+from app.resilience.deadline import DEADLINE_HEADER, current_deadline
 from app.resilience.retry_after import Cooldown, parse_retry_after
 from app.resilience.timeouts import SharedTimeouts
 from app.settings import ServiceSettings
@@ -64,9 +64,11 @@ class CallRequest(wire.CallTarget):
     """One logical call, ready to send as many times as its retries allow.
 
     It is its own CallTarget, the service, method and path that errors name,
-    so that a call builds one object. Treat it as read-only once built; it is
-    not frozen because a frozen dataclass pays one setattr call per field, on
-    every call.
+    so that a call builds one object. Nothing in it depends on when a call
+    starts, so one request may serve many calls, and proxies keep the
+    requests of their reads. Treat it as read-only once built. It is not
+    frozen because a frozen dataclass pays one setattr call per field when it
+    is built.
     """
 
     url: yarl.URL
@@ -76,7 +78,10 @@ class CallRequest(wire.CallTarget):
     headers: Mapping[str, str] = field(repr=False)
     timeout: float
     retries: int
-    deadline: float | None
+    budget: float | None
+    """Seconds the call may take from when the engine starts it, or None for
+    no limit of its own. An earlier deadline of the caller's context
+    (``deadline_scope``) applies in either case."""
     model: Any | None
     operation: str
     """The proxy method that made the call, such as ``get_user``, or the HTTP
@@ -88,12 +93,6 @@ class CallRequest(wire.CallTarget):
         if self.method in _IDEMPOTENT_METHODS:
             return True
         return any(name.lower() == "idempotency-key" for name in self.headers)
-
-    def remaining(self) -> float | None:
-        """Return the seconds left before the deadline, or None without one."""
-        if self.deadline is None:
-            return None
-        return self.deadline - time.monotonic()
 
 
 class CallEngine:
@@ -195,6 +194,13 @@ class CallEngine:
             metrics = self._metrics[request.operation] = self._proxy_metrics.for_call(
                 self.name, request.method, request.operation
             )
+        # The time.monotonic() by which the call must end, or None.
+        deadline = current_deadline()
+        budget = request.budget
+        if budget is not None:
+            own = time.monotonic() + budget
+            if deadline is None or own < deadline:
+                deadline = own
         # The endpoints this call's attempts went to, which its retries avoid.
         used: list[Endpoint] | None = None if self._spread is None else []
         stats = self.stats
@@ -204,13 +210,13 @@ class CallEngine:
         started = time.perf_counter()
         try:
             try:
-                result, status = await self._attempt(request, 1, used)
+                result, status = await self._attempt(request, deadline, 1, used)
             except ServiceRejectedError:
                 raise
             except ServiceProxyError as exc:
                 if request.retries == 0 or not self._may_retry(exc, request):
                     raise
-                result, status = await self._retry(request, exc, used)
+                result, status = await self._retry(request, deadline, exc, used)
         except ServiceProxyError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             metrics.failed(elapsed_ms)
@@ -258,12 +264,13 @@ class CallEngine:
     async def _retry(
         self,
         request: CallRequest,
+        deadline: float | None,
         first_error: ServiceProxyError,
         used: list[Endpoint] | None,
     ) -> tuple[Any, int]:
         pending: ServiceProxyError | None = first_error
         retrying = tenacity.AsyncRetrying(
-            stop=lambda state: self._should_stop(request, state),
+            stop=lambda state: self._should_stop(request, deadline, state),
             wait=lambda state: self._wait_seconds(state),
             retry=tenacity.retry_if_exception(
                 lambda exc: (
@@ -284,7 +291,7 @@ class CallEngine:
                         error, pending = pending, None
                         raise error
                     number = attempt.retry_state.attempt_number
-                    return await self._attempt(request, number, used)
+                    return await self._attempt(request, deadline, number, used)
         except ServiceProxyError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
@@ -310,7 +317,10 @@ class CallEngine:
         return self.settings.retry_on_429 and exc.status_code == 429
 
     def _should_stop(
-        self, request: CallRequest, state: tenacity.RetryCallState
+        self,
+        request: CallRequest,
+        deadline: float | None,
+        state: tenacity.RetryCallState,
     ) -> bool:
         if state.attempt_number > request.retries:
             self._skip(request, "attempts_exhausted", None)
@@ -318,7 +328,7 @@ class CallEngine:
         if self.breaker is not None and self.breaker.state is CircuitState.OPEN:
             self._reject(request, "circuit_open")
             return True
-        remaining = request.remaining()
+        remaining = _remaining(deadline)
         if remaining is not None and remaining - state.upcoming_sleep < request.timeout:
             self._reject(request, "deadline")
             return True
@@ -375,7 +385,11 @@ class CallEngine:
         )
 
     async def _attempt(
-        self, request: CallRequest, attempt: int, used: list[Endpoint] | None
+        self,
+        request: CallRequest,
+        deadline: float | None,
+        attempt: int,
+        used: list[Endpoint] | None,
     ) -> tuple[Any, int]:
         """Send one attempt through the cool-down, breaker, bulkhead and endpoints.
 
@@ -390,7 +404,6 @@ class CallEngine:
         runs at concurrency 16 on the 2-core benchmark machine, that one more
         call on every attempt cost about 4 µs of CPU, 4 % of a loopback call.
         """
-        deadline = request.deadline
         now = time.monotonic()
         remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
@@ -400,7 +413,7 @@ class CallEngine:
         # check of a 504 measure from here. Moved on by any wait below.
         sent_at = now
         if self.cooldown.until > now:
-            remaining = await self._wait_for_cooldown(request, remaining)
+            remaining = await self._wait_for_cooldown(request, deadline, remaining)
             sent_at = time.monotonic()
         breaker = self.breaker
         if breaker is not None and not breaker.closed and not breaker.try_acquire():
@@ -550,7 +563,14 @@ class CallEngine:
                     bulkhead.release()
             if not 200 <= status < 300:
                 raise self._status_error(
-                    request, status, body, retry_after, endpoint, capped, sent_at
+                    request,
+                    deadline,
+                    status,
+                    body,
+                    retry_after,
+                    endpoint,
+                    capped,
+                    sent_at,
                 )
             result = wire.decode_body(request, status, body, request.model)
         except ServiceProxyError as exc:
@@ -567,7 +587,7 @@ class CallEngine:
         return result, status
 
     async def _wait_for_cooldown(
-        self, request: CallRequest, remaining: float | None
+        self, request: CallRequest, deadline: float | None, remaining: float | None
     ) -> float | None:
         """Wait out a shared Retry-After cool-down; return the deadline's remainder."""
         cooldown = self.cooldown.remaining()
@@ -585,7 +605,7 @@ class CallEngine:
                 path=request.path,
             )
         await asyncio.sleep(cooldown)
-        return request.remaining()
+        return _remaining(deadline)
 
     async def _queue_for_bulkhead(
         self, request: CallRequest, bulkhead: Bulkhead, remaining: float | None
@@ -652,6 +672,7 @@ class CallEngine:
     def _status_error(
         self,
         request: CallRequest,
+        deadline: float | None,
         status: int,
         body: bytes,
         retry_after: str | None,
@@ -667,7 +688,7 @@ class CallEngine:
         open the circuit of a healthy one. A 504 with time left is the service's.
         ``sent_at`` is the time.monotonic() of the attempt's first request.
         """
-        if status == 504 and capped and _deadline_spent(request):
+        if status == 504 and capped and _deadline_spent(deadline):
             cut = self._deadline_error(
                 request, "the service stopped at the deadline this call passed on"
             )
@@ -837,13 +858,18 @@ class CallEngine:
             self._check_circuit_later(remaining)
 
 
-def _deadline_spent(request: CallRequest) -> bool:
+def _remaining(deadline: float | None) -> float | None:
+    """Return the seconds left before ``deadline``, or None without one."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _deadline_spent(deadline: float | None) -> bool:
     """Tell whether the call's deadline has ended, or will within the slack.
 
     The slack covers the milliseconds that the deadline header drops and the
     response's way back.
     """
-    remaining = request.remaining()
+    remaining = _remaining(deadline)
     return remaining is not None and remaining < _DEADLINE_SLACK
 
 

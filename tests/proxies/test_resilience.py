@@ -330,6 +330,22 @@ class TestDeadlines:
         sent = int(upstream.requests[0].headers[DEADLINE_HEADER.lower()])
         assert 0 < sent <= 500
 
+    async def test_repeated_read_takes_each_scope(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A read made again, whose request is built once, gets each call's deadline."""
+        upstream.script(Reply.json(USER_JSON), Reply.json(USER_JSON))
+        proxy = make_proxy(upstream.url, timeout=2.0, **PLAIN)
+
+        await proxy.get_user("1")
+        with deadline_scope(0.5):
+            await proxy.get_user("1")
+
+        first = int(upstream.requests[0].headers[DEADLINE_HEADER.lower()])
+        second = int(upstream.requests[1].headers[DEADLINE_HEADER.lower()])
+        assert first == 2000
+        assert 0 < second <= 500
+
     async def test_timeout_is_sent_without_a_deadline_scope(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
     ) -> None:
