@@ -230,7 +230,7 @@ def step_call(
         return value
 
     async def engine_attempt() -> object:
-        return await engine._attempt(request, 1, None)
+        return await engine._attempt(request, None, 1, None)
 
     async def engine_call() -> object:
         return await engine.call(request)
