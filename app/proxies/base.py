@@ -56,9 +56,9 @@ _DEFAULT_HEADERS = {"Accept": "application/json"}
 _OWN_HEADERS = {
     name.lower(): name for name in ("Accept", "Content-Type", REQUEST_ID_HEADER)
 }
-# Paths whose parsed URL, and whose request of a plain read, a proxy keeps.
-# Each cache is cleared when it is full.
-_URL_CACHE_SIZE = 1024
+# Paths for which a proxy keeps the parsed URL, and the request of a read
+# without options. Each of the two caches is cleared when it is full.
+_PATH_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
 _PATH = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
@@ -175,8 +175,8 @@ class BaseServiceProxy:
         self._log = logger.bind(service=name).patch(redact_record)
         # Shared by every call without headers of its own, so never changed.
         self._headers = self._engine.with_auth(_DEFAULT_HEADERS)
-        # Settings that every read consults, as plain attributes: reading a
-        # field of a pydantic model costs several times as much.
+        # Settings that every read consults, kept as plain attributes because
+        # reading a field of a pydantic model costs several times as much.
         self._ttls = {} if self._cache is None else dict(settings.cache_ttl)
         self._timeout = settings.timeout
         self._retries = settings.retries
@@ -435,7 +435,8 @@ class BaseServiceProxy:
                 return self._read_through_cache(
                     self._cache, operation, key, path, ttl, options, model
                 )
-        request = None if options or params else self._reads.get(path)
+        plain = not options and params is None
+        request = self._reads.get(path) if plain else None
         if (
             request is None
             or request.operation != operation
@@ -444,6 +445,12 @@ class BaseServiceProxy:
             request = self._new_request(
                 "GET", path, None, model, params, options, operation
             )
+            if plain:
+                # A read with the service's settings is the same request
+                # every time its path comes again, so it is built once.
+                if len(self._reads) >= _PATH_CACHE_SIZE:
+                    self._reads.clear()
+                self._reads[path] = request
         return self._engine.call(request)
 
     async def _read_through_cache(
@@ -605,11 +612,11 @@ class BaseServiceProxy:
         url = self._urls.get(path)
         if url is None:
             url = yarl.URL(self._base_url + path, encoded=True)
-            if len(self._urls) >= _URL_CACHE_SIZE:
+            if len(self._urls) >= _PATH_CACHE_SIZE:
                 self._urls.clear()
             self._urls[path] = url
-        # Positional: keyword arguments cost twice as much to match.
-        request = CallRequest(
+        # Positional, because keyword arguments cost about twice as much to match.
+        return CallRequest(
             self.name,
             method,
             path,
@@ -623,13 +630,6 @@ class BaseServiceProxy:
             model,
             operation,
         )
-        if not options and params is None and method == "GET":
-            # A read with the service's settings is the same request every
-            # time its path comes again, so it is built once.
-            if len(self._reads) >= _URL_CACHE_SIZE:
-                self._reads.clear()
-            self._reads[path] = request
-        return request
 
     def _read(
         self,

@@ -128,7 +128,7 @@ class CallEngine:
         self._rejected = metrics.rejected
         self._skipped = metrics.retries_skipped
         self._backoff = _backoff_strategy(settings)
-        # Read on every attempt; a pydantic model's fields cost more to read.
+        # Read on every attempt, and a pydantic model's fields cost more to read.
         self._follow_redirects = settings.follow_redirects
         self._log_successes = settings.log_successes
         self._max_body_bytes = settings.max_body_bytes
@@ -540,9 +540,9 @@ class CallEngine:
                             method=request.method,
                             path=request.path,
                         )
-                    # Never to another origin, so not from one endpoint of the
-                    # service to another; within the attempt's timeout, counted
-                    # from its first request.
+                    # Only to the first URL's origin, so never from one endpoint
+                    # of the service to another. The next request gets what is
+                    # left of the attempt's timeout, counted from its first.
                     method, hop_url, payload, hop_headers = self._next_hop(
                         request,
                         method,

@@ -52,8 +52,8 @@ ERROR_TEXT_LIMIT = 1000
 # Characters accepted in one path parameter; longer ids are a caller's bug.
 MAX_SEGMENT_LENGTH = 512
 _VALIDATION_ERRORS_SHOWN = 5
-# Models whose JSON validator is kept; models are types named in code, so
-# this bounds only models made at run time, such as list[...] aliases.
+# Models whose JSON validator is kept. Models are usually types named in
+# code, so this bound matters for models made at run time, such as list[...].
 _VALIDATORS_KEPT = 256
 _json_validators: dict[Any, Callable[[bytes], Any]] = {}
 # Statuses whose Location a proxy with follow_redirects set follows.
@@ -236,7 +236,7 @@ def _json_validator(model: Any) -> Callable[[bytes], Any]:
 
     TypeAdapter.validate_json only passes its default options on to it, at the
     cost of one more Python call on every decoded body. The validators are
-    kept in a plain dict, cleared when it holds ``_VALIDATORS_KEPT``, because
+    kept in a plain dict, cleared when it reaches ``_VALIDATORS_KEPT``, because
     lru_cache builds a key tuple on every call.
     """
     validator = _json_validators.get(model)

@@ -195,8 +195,9 @@ class SharedTimeouts:
         self._timer_at = 0.0
         self._last = 0.0
         self._loop = loop
-        # BaseEventLoop.time() returns time.monotonic(); calling that directly
-        # saves a Python call on every attempt. Other loops keep their own.
+        # BaseEventLoop.time() returns time.monotonic(), so calling that
+        # directly saves a Python call on every attempt. Other loops keep
+        # their own.
         base_time = asyncio.BaseEventLoop.time
         own_time = getattr(type(loop), "time", None)
         self._clock = time.monotonic if own_time is base_time else loop.time

@@ -92,7 +92,7 @@ class RollingCounter:
         width = self._bucket_width
         index = math.floor(now / width)
         # The division may round across a boundary. Correct it so that bucket
-        # i holds exactly the times from i * width up to (i + 1) * width, the
+        # i contains exactly the times from i * width up to (i + 1) * width, the
         # end that add() compares with.
         if now < index * width:
             index -= 1

@@ -170,7 +170,7 @@ class TestNotRepeated:
     """A write that reached the service is not sent again."""
 
     async def test_post_after_303_not_resent(self, make_proxy: ProxyFactory) -> None:
-        """A POST answered with 303 is not retried when the redirect cannot connect."""
+        """A POST redirected by 303 is not retried when the redirect cannot connect."""
         methods: list[bytes] = []
         servers: list[asyncio.Server] = []
 
