@@ -52,8 +52,8 @@ STEPS: dict[str, str] = {
     "engine_attempt": "CallEngine._attempt on a prebuilt request",
     "engine_call": "CallEngine.call: call metrics, status-page stats, in-flight "
     "count, span hook",
-    "proxy_get_user": "UserServiceProxy.get_user: id encoding, the reused request's "
-    "lookup and the call's deadline",
+    "proxy_get_user": "UserServiceProxy.get_user: the lookup of the request kept "
+    "for the id, and the call's deadline",
 }
 # Steps measured for comparison only; the step after one adds to the step before it.
 REFERENCE_STEPS = frozenset({"aiohttp_no_timer"})

@@ -25,6 +25,7 @@ from app.settings import ServiceSettings, Settings
 
 __all__ = [
     "FAST_RETRY",
+    "USER_JSON",
     "Sandbox",
     "free_port",
     "reset_trace_globals",
@@ -46,6 +47,17 @@ FAST_RETRY: dict[str, Any] = {
     # Tests often point both services at one upstream, which then shares one
     # per-host connection limit of 50 between both bulkheads.
     "bulkhead_max_concurrent": 25,
+}
+
+# The body of user 1 as the user-service sends it.
+USER_JSON: dict[str, Any] = {
+    "id": "1",
+    "email": "ada@example.com",
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "role": "admin",
+    "isActive": True,
+    "createdAt": "2026-01-01T00:00:00Z",
 }
 
 

@@ -17,7 +17,7 @@ from app.containers import (
 )
 from app.models import User
 from app.proxies import ServiceSessionClosedError, UserServiceProxy
-from tests.helpers import Sandbox
+from tests.helpers import USER_JSON, Sandbox
 
 
 def make_container(sandbox: Sandbox) -> Container:
@@ -99,17 +99,7 @@ class TestOverrides:
         """An overridden proxy reaches the aggregator; the real one is not built."""
         container = make_container(sandbox)
         fake = AsyncMock(spec=UserServiceProxy)
-        fake.get_user.return_value = User.model_validate(
-            {
-                "id": "1",
-                "email": "ada@example.com",
-                "firstName": "Ada",
-                "lastName": "Lovelace",
-                "role": "admin",
-                "isActive": True,
-                "createdAt": "2026-01-01T00:00:00Z",
-            }
-        )
+        fake.get_user.return_value = User.model_validate(USER_JSON)
         container.user_service.override(providers.Object(fake))
         async with running_container(container):
             proxy = await resolve(container.user_service)

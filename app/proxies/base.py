@@ -56,8 +56,8 @@ _DEFAULT_HEADERS = {"Accept": "application/json"}
 _OWN_HEADERS = {
     name.lower(): name for name in ("Accept", "Content-Type", REQUEST_ID_HEADER)
 }
-# Paths for which a proxy keeps the parsed URL, and the request of a read
-# without options. Each of the two caches is cleared when it is full.
+# Paths for which a proxy keeps the parsed URL, and ids for which it keeps the
+# request of a read without options. Each cache is cleared when it is full.
 _PATH_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
@@ -163,9 +163,9 @@ class BaseServiceProxy:
         self._base_url = settings.url[0]
         # Path -> parsed URL, since a yarl.URL costs more to build than to look up.
         self._urls: dict[str, yarl.URL] = {}
-        # Path -> the request of a GET without options or query parameters,
-        # for the typed reads to look up before building one.
-        self._reads: dict[str, CallRequest] = {}
+        # (operation, id) -> the request of a typed read without options,
+        # looked up before the id is encoded into a path.
+        self._reads: dict[tuple[str, str], CallRequest] = {}
         self._engine = CallEngine(name, session, settings, metrics)
         self._cache = _build_read_cache(name, settings, cache_store)
         self._cache_results = {
@@ -413,44 +413,42 @@ class BaseServiceProxy:
             error=error,
         )
 
-    def _cached(
+    def _read_one(
         self,
         operation: str,
-        key: str | None,
-        path: str,
+        key: str,
+        template: str,
         model: type[T],
         options: RequestOptions,
-        params: Mapping[str, str] | None = None,
     ) -> Awaitable[T]:
-        """GET ``path`` through the cache when ``operation`` has a time to live.
+        """Start the GET of the typed read ``operation`` of the id ``key``.
 
-        ``key`` is the id that a write to it invalidates, or None for a read
-        that is never cached. Without the cache the call's own awaitable is
-        returned, so an uncached read costs no extra coroutine. A cache kept
-        in Redis validates its entries into ``model``.
+        The path is ``template`` with the encoded id in place of ``{}``. The
+        read goes through the cache when ``operation`` has a time to live, and
+        ``key`` is the id that a write to it invalidates. A cache kept in Redis
+        validates its entries into ``model``.
+
+        A read without options is the same request every time its id comes
+        again, so it is built once and looked up by operation and id, before
+        the id is encoded. Without the cache the call's own awaitable is
+        returned, so the read costs no extra coroutine.
         """
-        if key is not None and self._cache is not None:
+        if not options:
+            request = self._reads.get((operation, key))
+            if request is not None:
+                return self._engine.call(request)
+        path = template.format(wire.path_segment(key))
+        if self._cache is not None:
             ttl = self._ttls.get(operation)
             if ttl is not None and not _has_call_options(options):
                 return self._read_through_cache(
                     self._cache, operation, key, path, ttl, options, model
                 )
-        plain = not options and params is None
-        request = self._reads.get(path) if plain else None
-        if (
-            request is None
-            or request.operation != operation
-            or request.model is not model
-        ):
-            request = self._new_request(
-                "GET", path, None, model, params, options, operation
-            )
-            if plain:
-                # A read with the service's settings is the same request
-                # every time its path comes again, so it is built once.
-                if len(self._reads) >= _PATH_CACHE_SIZE:
-                    self._reads.clear()
-                self._reads[path] = request
+        request = self._new_request("GET", path, None, model, None, options, operation)
+        if not options:
+            if len(self._reads) >= _PATH_CACHE_SIZE:
+                self._reads.clear()
+            self._reads[operation, key] = request
         return self._engine.call(request)
 
     async def _read_through_cache(
@@ -639,8 +637,14 @@ class BaseServiceProxy:
         options: RequestOptions,
         params: Mapping[str, str] | None = None,
     ) -> Awaitable[T]:
-        """Start the GET of a typed method, whose path is built from encoded ids."""
-        return self._cached(operation, None, path, model, options, params)
+        """Start a GET of a typed method that is never cached.
+
+        ``path`` is built from encoded ids.
+        """
+        request = self._new_request(
+            "GET", path, None, model, params, options, operation
+        )
+        return self._engine.call(request)
 
     @overload
     async def _write(

@@ -47,13 +47,8 @@ class InterviewServiceProxy(BaseServiceProxy):
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> Interview:
         """Fetch one interview by id."""
-        path = f"/interviews/{path_segment(interview_id)}"
-        return await self._cached(
-            "get_interview",
-            interview_id,
-            path,
-            Interview,
-            options,
+        return await self._read_one(
+            "get_interview", interview_id, "/interviews/{}", Interview, options
         )
 
     async def get_user_interviews(
@@ -105,11 +100,10 @@ class InterviewServiceProxy(BaseServiceProxy):
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> CandidateList:
         """List the candidates of an interview."""
-        path = f"/interviews/{path_segment(interview_id)}/candidates"
-        return await self._cached(
+        return await self._read_one(
             "get_candidates",
             interview_id,
-            path,
+            "/interviews/{}/candidates",
             CandidateList,
             options,
         )
@@ -135,11 +129,10 @@ class InterviewServiceProxy(BaseServiceProxy):
         self, interview_id: str, **options: Unpack[RequestOptions]
     ) -> InterviewStats:
         """Fetch the candidate counts of an interview."""
-        path = f"/interviews/{path_segment(interview_id)}/stats"
-        return await self._cached(
+        return await self._read_one(
             "get_interview_stats",
             interview_id,
-            path,
+            "/interviews/{}/stats",
             InterviewStats,
             options,
         )
@@ -148,9 +141,12 @@ class InterviewServiceProxy(BaseServiceProxy):
         self, user_id: str, **options: Unpack[RequestOptions]
     ) -> UserInterviewStats:
         """Fetch the interview and candidate counts of a user."""
-        path = f"/users/{path_segment(user_id)}/interview-stats"
-        return await self._read(
-            "get_user_interview_stats", path, UserInterviewStats, options
+        return await self._read_one(
+            "get_user_interview_stats",
+            user_id,
+            "/users/{}/interview-stats",
+            UserInterviewStats,
+            options,
         )
 
     async def publish_interview(

@@ -28,26 +28,14 @@ class UserServiceProxy(BaseServiceProxy):
 
     async def get_user(self, user_id: str, **options: Unpack[RequestOptions]) -> User:
         """Fetch one user by id."""
-        path = f"/users/{path_segment(user_id)}"
-        return await self._cached(
-            "get_user",
-            user_id,
-            path,
-            User,
-            options,
-        )
+        return await self._read_one("get_user", user_id, "/users/{}", User, options)
 
     async def get_user_profile(
         self, user_id: str, **options: Unpack[RequestOptions]
     ) -> UserProfile:
         """Fetch the profile of a user."""
-        path = f"/users/{path_segment(user_id)}/profile"
-        return await self._cached(
-            "get_user_profile",
-            user_id,
-            path,
-            UserProfile,
-            options,
+        return await self._read_one(
+            "get_user_profile", user_id, "/users/{}/profile", UserProfile, options
         )
 
     async def update_user_profile(
@@ -108,13 +96,8 @@ class UserServiceProxy(BaseServiceProxy):
         self, user_id: str, **options: Unpack[RequestOptions]
     ) -> UserStats:
         """Fetch activity counters and quota use of a user."""
-        path = f"/users/{path_segment(user_id)}/stats"
-        return await self._cached(
-            "get_user_stats",
-            user_id,
-            path,
-            UserStats,
-            options,
+        return await self._read_one(
+            "get_user_stats", user_id, "/users/{}/stats", UserStats, options
         )
 
     async def check_user_exists(

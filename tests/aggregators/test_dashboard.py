@@ -22,19 +22,9 @@ from app.proxies import (
     UserServiceProxy,
 )
 from tests.conftest import ProxyFactory
-from tests.helpers import Sandbox, run_sandbox_apps
+from tests.helpers import USER_JSON, Sandbox, run_sandbox_apps
 
-USER = User.model_validate(
-    {
-        "id": "1",
-        "email": "ada@example.com",
-        "firstName": "Ada",
-        "lastName": "Lovelace",
-        "role": "admin",
-        "isActive": True,
-        "createdAt": "2026-01-01T00:00:00Z",
-    }
-)
+USER = User.model_validate(USER_JSON)
 
 
 def build_aggregator(make_proxy: ProxyFactory, sandbox: Sandbox) -> DashboardAggregator:

@@ -28,6 +28,7 @@ from app.proxies.errors import (
 from app.settings import HttpClientSettings, ServiceSettings
 from app.testing import Reply, ScriptedUpstream, closed_port_url
 from tests.faults.probes import LoopbackResolver, PeakRss, open_fd_count, other_tasks
+from tests.helpers import USER_JSON
 
 __all__ = [
     "CALLS",
@@ -71,15 +72,7 @@ RUNAWAY_MARGIN = 2.0
 # Rounds of 10 ms in which closed sockets and ended tasks must disappear.
 SETTLE_ROUNDS = 50
 
-USER_BODY: dict[str, Any] = {
-    "id": "1",
-    "email": "ada@example.com",
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "role": "admin",
-    "isActive": True,
-    "createdAt": "2026-03-01T09:30:00Z",
-}
+USER_BODY = USER_JSON
 RESERVATION_BODY: dict[str, Any] = {
     "reservationId": "res-1",
     "userId": "1",

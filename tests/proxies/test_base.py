@@ -29,9 +29,16 @@ from app.proxies import (
 from app.proxies.wire import ERROR_TEXT_LIMIT
 from app.testing import Reply, ScriptedUpstream, closed_port_url
 from tests.conftest import ProxyFactory
-from tests.helpers import sample, service_settings
+from tests.helpers import USER_JSON, sample, service_settings
 
 SERVICE = "user-service"
+STATS_JSON: dict[str, Any] = {
+    "userId": "7",
+    "interviewsCreated": 1,
+    "candidatesInvited": 2,
+    "quotaLimit": 10,
+    "quotaUsed": 3,
+}
 
 
 def _collect(level: str, pick: Callable[[Any], Any]) -> Iterator[list[Any]]:
@@ -688,6 +695,71 @@ class TestCallerHeaders:
         await proxy.get("/ping", headers={"ACCEPT": "application/vnd.x+json"})
 
         assert upstream.requests[0].headers["accept"] == "application/vnd.x+json"
+
+
+class TestRepeatedReads:
+    """A typed read without options is built once per id and sent afresh each time."""
+
+    async def test_options_stay_with_their_call(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A read with headers and a timeout leaves none of them to the next read."""
+        upstream.script(Reply.json(USER_JSON))
+        proxy = make_proxy(upstream.url, timeout=2.0)
+
+        await proxy.get_user("1")
+        await proxy.get_user("1", headers={"X-Tenant": "a"}, timeout=0.5)
+        await proxy.get_user("1")
+
+        sent = [
+            (request.headers.get("x-tenant"), request.headers["x-request-deadline-ms"])
+            for request in upstream.requests
+        ]
+        assert sent == [(None, "2000"), ("a", "500"), (None, "2000")]
+
+    async def test_encoded_id_again(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """An id that needs encoding goes out encoded on every read."""
+        upstream.script(Reply.json({**USER_JSON, "id": "a/b c"}))
+        proxy = make_proxy(upstream.url)
+
+        for _ in range(2):
+            user = await proxy.get_user("a/b c")
+            assert user.id == "a/b c"
+
+        assert [r.path for r in upstream.requests] == ["/users/a%2Fb%20c"] * 2
+
+    async def test_rejected_id_is_rejected_again(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """An id that cannot be a path segment raises each time and sends nothing."""
+        proxy = make_proxy(upstream.url)
+
+        for _ in range(2):
+            with pytest.raises(ValueError, match="non-empty id"):
+                await proxy.get_user("..")
+
+        assert upstream.hits == 0
+
+    async def test_one_id_read_by_two_operations(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """Two reads of one id keep their own paths and models."""
+        upstream.route("/users/7", Reply.json({**USER_JSON, "id": "7"}))
+        upstream.route("/users/7/stats", Reply.json(STATS_JSON))
+        proxy = make_proxy(upstream.url)
+
+        for _ in range(2):
+            user = await proxy.get_user("7")
+            stats = await proxy.get_user_stats("7")
+            assert (type(user).__name__, user.id) == ("User", "7")
+            assert (type(stats).__name__, stats.quota_used) == ("UserStats", 3)
+
+        assert [r.path for r in upstream.requests] == [
+            "/users/7",
+            "/users/7/stats",
+        ] * 2
 
 
 class TestSessionLifecycle:

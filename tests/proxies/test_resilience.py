@@ -27,18 +27,9 @@ from app.proxies import (
 from app.resilience.deadline import DEADLINE_HEADER, deadline_scope
 from app.testing import Reply, ScriptedUpstream, closed_port_url
 from tests.conftest import ProxyFactory
-from tests.helpers import sample
+from tests.helpers import USER_JSON, sample
 
 SERVICE = "user-service"
-USER_JSON: dict[str, Any] = {
-    "id": "1",
-    "email": "ada@example.com",
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "role": "admin",
-    "isActive": True,
-    "createdAt": "2026-01-01T00:00:00Z",
-}
 # Breaker and budget off, so that each test exercises only its own feature.
 PLAIN: dict[str, Any] = {"breaker_enabled": False, "budget_enabled": False}
 
