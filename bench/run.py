@@ -48,6 +48,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "throughput": {
         "concurrencies": (1, 16, 64),
         "runs": 3,
+        # More runs where the target is measured, for a steadier median.
+        "target_concurrency": 16,
+        "target_runs": 7,
         "seconds": 1.5,
         "slice_seconds": 0.5,
         "warmup": 0.5,

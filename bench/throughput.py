@@ -26,6 +26,8 @@ def measure_throughput(
     log_file: Path,
     concurrencies: tuple[int, ...],
     runs: int,
+    target_concurrency: int,
+    target_runs: int,
     seconds: float,
     slice_seconds: float,
     warmup: float,
@@ -40,25 +42,31 @@ def measure_throughput(
     within the same seconds, and its median is reported. The CPU time that
     this process spent per call is reported too: unlike requests per second,
     it does not depend on how much CPU the upstream took.
+
+    ``target_concurrency``, where the target ratio is taken, gets
+    ``target_runs`` runs and every other concurrency ``runs``.
     """
     configure_file_logging(log_file)
     slices = max(1, round(seconds / slice_seconds))
+    runs_by_concurrency = {
+        concurrency: target_runs if concurrency == target_concurrency else runs
+        for concurrency in concurrencies
+    }
     return asyncio.run(
-        _measure(base_url, config, concurrencies, runs, slices, slice_seconds, warmup)
+        _measure(base_url, config, runs_by_concurrency, slices, slice_seconds, warmup)
     )
 
 
 async def _measure(
     base_url: str,
     config: Path,
-    concurrencies: tuple[int, ...],
-    runs: int,
+    runs_by_concurrency: dict[int, int],
     slices: int,
     slice_seconds: float,
     warmup: float,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for concurrency in concurrencies:
+    for concurrency, runs in runs_by_concurrency.items():
         async with AsyncExitStack() as stack:
             calls = {
                 name: await open_client(name, stack, base_url=base_url, config=config)
