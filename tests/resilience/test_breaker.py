@@ -334,6 +334,17 @@ class TestHalfOpen:
         assert breaker.snapshot().calls == 3
         assert breaker.state is CircuitState.CLOSED
 
+    def test_successes_counted_after_closing(self, clock: ManualClock) -> None:
+        """Successes after the probes closed the circuit count in the window."""
+        breaker = make_breaker(clock, window=100.0)
+        half_open(breaker, clock)
+        succeed(breaker, 2)
+
+        succeed(breaker, 3)
+
+        assert breaker.snapshot().calls == 3
+        assert breaker.snapshot().failures == 0
+
     def test_reopens_on_probe_failure(
         self, clock: ManualClock, breaker: CircuitBreaker
     ) -> None:
