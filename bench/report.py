@@ -439,7 +439,7 @@ def _markdown_layers(layers: dict[str, Any], flat: dict[str, float]) -> str:
         "(the lookup of the kept request and the call's deadline) "
         f"{proxy - cpu['engine_call']:+.1f} µs.\n\n"
         "Time follows the number of Python calls only loosely. Under "
-        "`sys.setprofile`, one `get_user` entered 169 Python functions, resumed "
+        "`sys.setprofile`, one `get_user` entered about 170 Python functions, resumed "
         "coroutines included, and one bare aiohttp read 180, because the proxy "
         "skips aiohttp's request timer and `resp.json()`. Yet in side-by-side "
         "runs of two versions of the engine in one process, registering each "
