@@ -355,12 +355,18 @@ def _markdown_throughput(throughput: dict[str, Any], flat: dict[str, float]) -> 
         "aiohttp is taken run by run, over loads that alternated every "
         "half second, and its median is shown. Every call reads user 1, so "
         "the proxy reuses the request it built for that id, as it does for up "
-        "to 1024 ids of each read. A read of a new id encodes the id and "
+        "to 1024 ids over all its reads. A read of a new id encodes the id and "
         "builds its request first.\n\n"
         + _table(header, rows)
         + "\n\nCPU time of the client process per call, in microseconds (median "
         "of the runs). It leaves out the upstream's share of the cores:\n\n"
         + _table(["Client", *(f"c{c}" for c in concurrencies)], cpu)
+        + "\n\nhttpx's CPU time per call grows with concurrency, from "
+        f"{throughput[concurrencies[0]]['httpx']['cpu_us_per_call']:.0f} µs at "
+        f"c{concurrencies[0]} to "
+        f"{throughput[concurrencies[-1]]['httpx']['cpu_us_per_call']:.0f} µs at "
+        f"c{concurrencies[-1]}, with the same pool size as the others. This "
+        "benchmark does not look into why."
         + "\n\nEvery run, in requests per second:\n\n"
         + _table(["Client", *(f"c{c}" for c in concurrencies)], spread)
     )

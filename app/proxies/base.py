@@ -57,7 +57,8 @@ _OWN_HEADERS = {
     name.lower(): name for name in ("Accept", "Content-Type", REQUEST_ID_HEADER)
 }
 # Paths for which a proxy keeps the parsed URL, and ids for which it keeps the
-# request of a read without options. Each cache is cleared when it is full.
+# request of a read without options, counted over all its reads. Each cache is
+# cleared when it is full.
 _PATH_CACHE_SIZE = 1024
 # A path of RFC 3986 section 3.3 characters: unreserved, sub-delims, ":", "@",
 # "/" and percent-encodings. Spaces, CR, LF and raw non-ASCII are not allowed.
@@ -433,6 +434,11 @@ class BaseServiceProxy:
         the id is encoded. Without the cache the call's own awaitable is
         returned, so the read costs no extra coroutine.
         """
+        if type(key) is not str:
+            # The id's text names the request and the cache entry, so that
+            # ids equal in Python but written differently, such as 1, 1.0
+            # and True, never share either.
+            key = str(key)
         if not options:
             request = self._reads.get((operation, key))
             if request is not None:
@@ -529,7 +535,7 @@ class BaseServiceProxy:
     async def _invalidate(self, key: str) -> None:
         """Drop the cached reads of one id after a write to it."""
         if self._cache is not None:
-            await self._cache.invalidate(key)
+            await self._cache.invalidate(str(key))
 
     def _build_request(
         self,

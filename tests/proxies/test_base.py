@@ -730,6 +730,21 @@ class TestRepeatedReads:
 
         assert [r.path for r in upstream.requests] == ["/users/a%2Fb%20c"] * 2
 
+    async def test_equal_ids_keep_their_text(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """Ids equal in Python but written differently go out as written."""
+        upstream.script(Reply.json(USER_JSON))
+        proxy = make_proxy(upstream.url)
+        ids: list[Any] = [True, 1, 1.0, "1", True]
+
+        for user_id in ids:
+            await proxy.get_user(user_id)
+
+        paths = [r.path for r in upstream.requests]
+        expected = ["/users/True", "/users/1", "/users/1.0", "/users/1", "/users/True"]
+        assert paths == expected
+
     async def test_rejected_id_is_rejected_again(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
     ) -> None:

@@ -746,6 +746,27 @@ class TestReadCache:
 
         assert upstream.hits_for("/users/1") == 2
 
+    async def test_write_invalidates_int_id_read(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """A read by the int 1 and a write to "1" use one cache entry."""
+        upstream.route("/users/1", Reply.json(USER_JSON))
+        upstream.route("/users/1/profile", Reply.json({"error": "gone"}, status=404))
+        proxy: UserServiceProxy = make_proxy(
+            upstream.url, cache_ttl={"get_user": 30.0}, **PLAIN
+        )
+        user_id: Any = 1
+
+        await proxy.get_user(user_id)
+        await proxy.get_user("1")
+        assert upstream.hits_for("/users/1") == 1
+        # A failed write drops the entry too: it may have applied.
+        with pytest.raises(ServiceClientError):
+            await proxy.update_user_profile("1", {"bio": "new"})
+        await proxy.get_user(user_id)
+
+        assert upstream.hits_for("/users/1") == 2
+
     async def test_stale_value_serves_when_service_fails(
         self,
         upstream: ScriptedUpstream,
