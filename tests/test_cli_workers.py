@@ -35,6 +35,8 @@ from tests.test_cli import (
 
 WORKERS = 2
 DASHBOARDS = 100
+# Batches of DASHBOARDS at most, until every worker has served one.
+MAX_BATCHES = 10
 SCRAPES = 5
 # Each dashboard makes one get_user call, and one get_user_stats and one
 # get_user_interviews call, with the cache off.
@@ -184,7 +186,7 @@ class TestWorkerMetrics:
     """Every scrape shows the totals of all workers, never less than before."""
 
     def test_scrapes_show_exact_totals(self, tmp_path: Path) -> None:
-        """100 dashboards over 2 workers show as 100 get_user calls in 5 scrapes."""
+        """Every scrape counts one get_user call per dashboard over 2 workers."""
         metrics_dir = tmp_path / "metrics"
         metrics_dir.mkdir()
         # A file of an earlier run, which the start must delete.
@@ -192,25 +194,34 @@ class TestWorkerMetrics:
         stale_files = sorted(metrics_dir.glob("*.db"))
         with gateway_with_sandbox(tmp_path, metrics_dir) as (port, gateway):
             left_over = [path for path in stale_files if path.exists()]
-            statuses = load_dashboards(port, DASHBOARDS)
+            # The workers share one listening socket, and the kernel may hand a
+            # busy machine's connections to one of them, so load goes on in
+            # batches until both have served some.
+            statuses: list[int] = []
+            per_worker: list[float] = []
+            for _ in range(MAX_BATCHES):
+                statuses += load_dashboards(port, DASHBOARDS)
+                per_worker = [
+                    user_calls_of(metrics_dir, pid) for pid in child_pids(gateway.pid)
+                ]
+                if len([calls for calls in per_worker if calls > 0]) == WORKERS:
+                    break
+            loaded = len(statuses)
             user_calls = [
                 scrape(port, "service_calls_total", GET_USER_SUCCESS)
                 for _ in range(SCRAPES)
             ]
             user_gets = scrape(port, "service_calls_total", USER_GET_SUCCESS)
             interview_calls = scrape(port, "service_calls_total", INTERVIEW_GET_SUCCESS)
-            per_worker = [
-                user_calls_of(metrics_dir, pid) for pid in child_pids(gateway.pid)
-            ]
 
         assert len(stale_files) == 1
         assert left_over == []
-        assert statuses == [200] * DASHBOARDS
-        assert user_calls == [DASHBOARDS] * SCRAPES
+        assert statuses == [200] * loaded
+        assert user_calls == [loaded] * SCRAPES
         # get_user and get_user_stats, both GETs of user-service.
-        assert user_gets == 2 * DASHBOARDS
-        assert interview_calls == DASHBOARDS
-        assert sum(per_worker) == DASHBOARDS
+        assert user_gets == 2 * loaded
+        assert interview_calls == loaded
+        assert sum(per_worker) == loaded
         # Both workers served dashboards, so the scrapes added up two processes.
         assert len([calls for calls in per_worker if calls > 0]) == WORKERS
 
