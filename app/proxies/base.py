@@ -438,7 +438,7 @@ class BaseServiceProxy:
             # The id's text names the request and the cache entry, so that
             # ids equal in Python but written differently, such as 1, 1.0
             # and True, never share either.
-            key = str(key)
+            key = wire.id_text(key)
         if not options:
             request = self._reads.get((operation, key))
             if request is not None:
@@ -535,7 +535,7 @@ class BaseServiceProxy:
     async def _invalidate(self, key: str) -> None:
         """Drop the cached reads of one id after a write to it."""
         if self._cache is not None:
-            await self._cache.invalidate(str(key))
+            await self._cache.invalidate(wire.id_text(key))
 
     def _build_request(
         self,

@@ -36,6 +36,7 @@ __all__ = [
     "decode_body",
     "encode_body",
     "fits_whole",
+    "id_text",
     "origin_of",
     "path_segment",
     "read_body",
@@ -74,6 +75,17 @@ class CallTarget:
     path: str
 
 
+def id_text(value: object) -> str:
+    """Return the text of an id as an exact str.
+
+    ``str()`` returns whatever ``__str__`` returns, which may be a str subclass
+    that formats as other text. The exact str made here cannot.
+    """
+    if type(value) is str:
+        return value
+    return str.__str__(str(value))
+
+
 def path_segment(value: str | int) -> str:
     """Percent-encode one path parameter so that it stays one path segment.
 
@@ -85,7 +97,7 @@ def path_segment(value: str | int) -> str:
         ValueError: the value is empty, ``.`` or ``..``, too long, or contains
             a lone surrogate, which has no UTF-8 encoding.
     """
-    text = str(value)
+    text = id_text(value)
     if text.isalnum() and text.isascii() and len(text) <= MAX_SEGMENT_LENGTH:
         # Letters and digits only: nothing to encode.
         return text

@@ -745,6 +745,28 @@ class TestRepeatedReads:
         expected = ["/users/True", "/users/1", "/users/1.0", "/users/1", "/users/True"]
         assert paths == expected
 
+    async def test_id_text_is_read_once(
+        self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
+    ) -> None:
+        """An id whose text is a str subclass with other text is read as that text."""
+
+        class Inner(str):
+            def __str__(self) -> str:
+                return "inner"
+
+        class Outer:
+            def __str__(self) -> str:
+                return Inner("outer")
+
+        upstream.script(Reply.json(USER_JSON))
+        proxy = make_proxy(upstream.url)
+        user_id: Any = Outer()
+
+        await proxy.get_user(user_id)
+        await proxy.get_user("inner")
+
+        assert [r.path for r in upstream.requests] == ["/users/outer", "/users/inner"]
+
     async def test_rejected_id_is_rejected_again(
         self, upstream: ScriptedUpstream, make_proxy: ProxyFactory
     ) -> None:
