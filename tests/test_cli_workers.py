@@ -35,7 +35,7 @@ from tests.test_cli import (
 
 WORKERS = 2
 DASHBOARDS = 100
-# Batches of DASHBOARDS at most, until every worker has served one.
+# Limit on the batches of DASHBOARDS loaded until every worker has served one.
 MAX_BATCHES = 10
 SCRAPES = 5
 # Each dashboard makes one get_user call, and one get_user_stats and one

@@ -131,8 +131,8 @@ class CircuitBreaker:
         # True exactly while the state is CLOSED, for callers that check it on
         # every call: reading an attribute costs less than calling try_acquire().
         self.closed = True
-        # Records a call that succeeded. While CLOSED it is a partial, which is
-        # C, of the window's add(), so no method of the breaker runs in between.
+        # Records a call that succeeded. While CLOSED it is a functools.partial
+        # of the window's add(), so a success runs no breaker method first.
         self._count_success = partial(self._window.add, _SUCCESSES)
         self.record_success: Callable[[], None] = self._count_success
         self._opened_at = 0.0

@@ -639,35 +639,26 @@ def debug_lines() -> Iterator[list[str]]:
 class TestSuccessLog:
     """The DEBUG line of a successful call, which log_successes turns on."""
 
-    async def test_logged_when_on(
+    @pytest.mark.parametrize(
+        ("overrides", "expected"),
+        [({"log_successes": True}, ["GET /ping -> 200"]), ({}, [])],
+        ids=["on", "off by default"],
+    )
+    async def test_success_line(
         self,
         upstream: ScriptedUpstream,
         make_proxy: ProxyFactory,
         debug_lines: list[str],
+        overrides: dict[str, Any],
+        expected: list[str],
     ) -> None:
-        """With log_successes a call logs its method, path and status."""
+        """With log_successes a call logs its method, path and status; else nothing."""
         upstream.script(Reply.json({"ok": True}))
-        proxy = make_proxy(upstream.url, log_successes=True)
+        proxy = make_proxy(upstream.url, **overrides)
 
         await proxy.get("/ping")
 
-        calls = [line for line in debug_lines if " -> " in line]
-        assert len(calls) == 1
-        assert calls[0].startswith("GET /ping -> 200 in ")
-
-    async def test_silent_by_default(
-        self,
-        upstream: ScriptedUpstream,
-        make_proxy: ProxyFactory,
-        debug_lines: list[str],
-    ) -> None:
-        """Without the setting a successful call writes no DEBUG line."""
-        upstream.script(Reply.json({"ok": True}))
-        proxy = make_proxy(upstream.url)
-
-        await proxy.get("/ping")
-
-        assert debug_lines == []
+        assert [line.partition(" in ")[0] for line in debug_lines] == expected
 
 
 class TestCallerHeaders:

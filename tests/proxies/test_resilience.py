@@ -760,7 +760,7 @@ class TestReadCache:
         await proxy.get_user(user_id)
         await proxy.get_user("1")
         assert upstream.hits_for("/users/1") == 1
-        # A failed write drops the entry too: it may have applied.
+        # A failed write drops the entry too, because it may have applied.
         with pytest.raises(ServiceClientError):
             await proxy.update_user_profile("1", {"bio": "new"})
         await proxy.get_user(user_id)
